@@ -1,0 +1,407 @@
+//! The handler runtime: loads components, checks them against the
+//! `alerthost:handler` world, and runs them in sandboxed stores with limits.
+//!
+//! One [`Runtime`] owns the wasmtime `Engine`, the `Linker` (the handler world's
+//! `log` import plus WASI with no files, network or environment), an epoch
+//! ticker thread for wall-time limits and the compiled-artifact cache.
+
+mod cache;
+mod guest_log;
+mod instance;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use cache::ArtifactCache;
+pub use guest_log::{LogLine, LogSource, level_str};
+pub use instance::{action_bytes, CallReport, FailureKind, HandlerFailure, HandlerInstance, LiveHandler};
+pub use limits::Limits;
+
+use crate::bindings::{self, WIT_PACKAGE, WIT_VERSION};
+use instance::HostState;
+
+/// Interval of the epoch ticker: a call over its time limit is stopped within
+/// one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How the engine is built. One engine serves every handler of a host.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// Meter fuel, so handlers may set a per-message fuel budget. Costs a
+    /// little speed for every handler, so it is off unless a handler asks.
+    pub fuel: bool,
+    /// Use wasmtime's pooling instance allocator: faster fresh instances,
+    /// fixed up-front reservations.
+    pub pooling: bool,
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The engine, the linker and the cache shared by all handlers.
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    cache: Option<ArtifactCache>,
+    fuel: bool,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.cache)
+            .field("fuel", &self.fuel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a component is, as found when it was loaded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentInfo {
+    /// Where it was read from.
+    pub path: Option<PathBuf>,
+    /// Size of the component file in bytes.
+    pub size: u64,
+    /// SHA-256 of the file: the handler version named in logs and records.
+    pub version: String,
+    /// The `alerthost:handler` version it was built against.
+    pub interface_version: String,
+    /// Every import, by name.
+    pub imports: Vec<String>,
+    /// Every export, by name.
+    pub exports: Vec<String>,
+    /// Time to compile, or to load from the cache.
+    #[serde(serialize_with = "micros")]
+    pub load_time: Duration,
+    /// Whether the compiled code came from the artifact cache.
+    pub from_cache: bool,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_micros())
+}
+
+/// A loaded, checked and linked handler version, ready to instantiate.
+pub struct HandlerCode {
+    pre: bindings::HandlerPre<HostState>,
+    info: ComponentInfo,
+    limits: Limits,
+    fuel: bool,
+}
+
+impl std::fmt::Debug for HandlerCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerCode")
+            .field("info", &self.info)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandlerCode {
+    /// What was found when loading.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// The version: the first 12 hex digits of the file's SHA-256.
+    pub fn version(&self) -> &str {
+        &self.info.version[..12]
+    }
+
+    /// The limits instances of this version run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Interfaces a handler may import besides the world's own. Filesystem is
+/// linked with no preopened directory, so a guest sees an empty filesystem;
+/// everything else (sockets, http, ...) makes the component refused at load.
+const ALLOWED_WASI: &[&str] = &[
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+impl Runtime {
+    /// Build the engine, the linker and the epoch ticker.
+    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(options.fuel);
+        if options.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(256)
+                .total_core_instances(1024)
+                .total_memories(512)
+                .total_tables(1024)
+                .max_memory_size(4 << 30);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        start_epoch_ticker(&engine);
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:?}"))?;
+        bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| anyhow::anyhow!("cannot link the handler world: {e:?}"))?;
+
+        let cache = match &options.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
+            None => None,
+        };
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            fuel: options.fuel,
+        })
+    }
+
+    /// Whether this engine meters fuel.
+    pub fn fuel(&self) -> bool {
+        self.fuel
+    }
+
+    /// Read, check, compile (or load from the cache) and link the component
+    /// at `path`. Every error names the file and what is wrong with it.
+    pub fn load_file(&self, path: &Path, limits: &Limits) -> anyhow::Result<HandlerCode> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read handler component {}", path.display()))?;
+        if meta.is_dir() {
+            bail!(
+                "{} is a directory, not a handler component (.wasm file)",
+                path.display()
+            );
+        }
+        if meta.len() > limits.max_component_bytes() {
+            bail!(
+                "{} is {} bytes, over the {} MiB accepted for a component (limits.max_component_mib)",
+                path.display(),
+                meta.len(),
+                limits.max_component_mib
+            );
+        }
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read handler component {}", path.display()))?;
+        let mut code = self
+            .load_bytes(&bytes, limits)
+            .with_context(|| format!("{} is not a usable handler", path.display()))?;
+        code.info.path = Some(path.to_owned());
+        Ok(code)
+    }
+
+    /// Check, compile and link a component from its bytes.
+    pub fn load_bytes(&self, bytes: &[u8], limits: &Limits) -> anyhow::Result<HandlerCode> {
+        limits.validate()?;
+        if limits.fuel.is_some() && !self.fuel {
+            bail!("a fuel limit is set but this runtime was built without fuel metering");
+        }
+        if bytes.len() as u64 > limits.max_component_bytes() {
+            bail!(
+                "the component is {} bytes, over the {} MiB accepted (limits.max_component_mib)",
+                bytes.len(),
+                limits.max_component_mib
+            );
+        }
+        check_header(bytes)?;
+        let version = hex::encode(Sha256::digest(bytes));
+
+        let started = Instant::now();
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(&self.engine, &version));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes).map_err(|e| {
+                    anyhow::anyhow!("it is truncated or not a valid component: {e:#}")
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&version, &component);
+                }
+                component
+            }
+        };
+        let load_time = started.elapsed();
+
+        let world = check_world(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("its imports do not match what alerthost provides: {e:#}"))?;
+        let pre = bindings::HandlerPre::new(instance_pre).map_err(|e| {
+            anyhow::anyhow!("its exports do not match the alerthost:handler world: {e:#}")
+        })?;
+        Ok(HandlerCode {
+            pre,
+            info: ComponentInfo {
+                path: None,
+                size: bytes.len() as u64,
+                version,
+                interface_version: world.interface_version,
+                imports: world.imports,
+                exports: world.exports,
+                load_time,
+                from_cache,
+            },
+            limits: limits.clone(),
+            fuel: self.fuel,
+        })
+    }
+}
+
+/// The engine's epoch advances every [`EPOCH_TICK`] on a thread of its own,
+/// which ends once the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("alerthost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}
+
+/// Tell apart "not wasm", "a core module" and "a component" from the header,
+/// so the error says what to do.
+fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || !bytes.starts_with(MAGIC) {
+        if bytes.starts_with(MAGIC) {
+            bail!("it is truncated: {} bytes, not even a WebAssembly header", bytes.len());
+        }
+        bail!("it is not a WebAssembly file (it does not start with \\0asm)");
+    }
+    match bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => bail!(
+            "it is a core WebAssembly module, not a component: build it for the \
+             wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
+        ),
+        _ => bail!(
+            "it has an unknown WebAssembly version {:02x?}",
+            &bytes[4..8]
+        ),
+    }
+}
+
+struct World {
+    interface_version: String,
+    imports: Vec<String>,
+    exports: Vec<String>,
+}
+
+/// Compare a component's imports and exports with the handler world; the
+/// error names what is missing or extra.
+fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<(String, bool)> = ty
+        .exports(engine)
+        .map(|(name, item)| (name.to_owned(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+        .collect();
+
+    let world = format!("{WIT_PACKAGE}/handler@{WIT_VERSION}");
+    let mut interface_version = None;
+    let mut refused = Vec::new();
+    for name in &imports {
+        if name == "log" {
+            continue;
+        }
+        if let Some(rest) = name.strip_prefix(WIT_PACKAGE) {
+            if let Some(version) = rest.strip_prefix("/types@") {
+                interface_version = Some(version.to_owned());
+                continue;
+            }
+        }
+        if ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
+            continue;
+        }
+        refused.push(name.as_str());
+    }
+    if let Some(version) = &interface_version {
+        if version != WIT_VERSION {
+            bail!(
+                "it was built against {WIT_PACKAGE}@{version}; this host speaks \
+                 {WIT_PACKAGE}@{WIT_VERSION}: rebuild it with a matching SDK"
+            );
+        }
+    }
+    if !refused.is_empty() {
+        bail!(
+            "it imports {}, which alerthost does not provide: handlers get no network, \
+             files or other outside access; the {world} world imports only `log` (and WASI \
+             cli, io, clocks, random, and an empty filesystem)",
+            refused.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    let missing: Vec<&str> = ["init", "handle"]
+        .into_iter()
+        .filter(|want| !exports.iter().any(|(name, func)| name == want && *func))
+        .collect();
+    let extra: Vec<&str> = exports
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !["init", "handle"].contains(name))
+        .collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        let mut what = Vec::new();
+        if !missing.is_empty() {
+            what.push(format!("does not export {}", quoted(&missing)));
+        }
+        if !extra.is_empty() {
+            what.push(format!("exports {} that the world does not have", quoted(&extra)));
+        }
+        bail!(
+            "it is not a component of the {world} world: it {} (the world exports `init` and `handle`)",
+            what.join(" and ")
+        );
+    }
+    Ok(World {
+        interface_version: interface_version.unwrap_or_else(|| WIT_VERSION.to_owned()),
+        imports,
+        exports: exports.into_iter().map(|(name, _)| name).collect(),
+    })
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_says_what_the_file_is() {
+        let err = |b: &[u8]| check_header(b).unwrap_err().to_string();
+        assert!(err(b"<?xml version").contains("not a WebAssembly file"));
+        assert!(err(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));
+        assert!(err(b"\0asm\x0d").contains("truncated"));
+        check_header(b"\0asm\x0d\0\x01\0rest").unwrap();
+    }
+}
