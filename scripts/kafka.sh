@@ -57,12 +57,26 @@ usage() {
     exit 2
 }
 
+# Hold an exclusive lock on FILE on descriptor FD until the script exits, so
+# that tests starting the broker at once start one broker, and fetch once.
+lock() {
+    local fd=$1 file=$2
+    command -v flock >/dev/null || die "flock not found: install util-linux"
+    mkdir -p "$(dirname "$file")"
+    eval "exec $fd>\"\$file\""
+    flock "$fd"
+}
+
 need_java() {
     command -v java >/dev/null || die "java not found: install a Java 17+ runtime (e.g. apt-get install openjdk-17-jre-headless)"
 }
 
 # Download Kafka's jars (broker, tools, log binding) once into the cache.
 fetch_jars() {
+    if [[ -f $LIBS_DIR/.complete ]]; then
+        return
+    fi
+    lock 8 "$CACHE_DIR.lock"
     if [[ -f $LIBS_DIR/.complete ]]; then
         return
     fi
@@ -270,7 +284,7 @@ cmd_start() {
     nohup java $HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
         -cp "$LIBS_DIR/*" kafka.Kafka "$STATE_DIR/server.properties" \
-        >"$OUT_FILE" 2>&1 </dev/null &
+        >"$OUT_FILE" 2>&1 </dev/null 8>&- 9>&- &
     pid=$!
     echo "$pid" >"$PID_FILE"
     echo "$port $cport" >"$PORTS_FILE"
@@ -296,16 +310,18 @@ cmd_start() {
 
 # TERM, wait for the controlled shutdown, KILL after 30 s.
 stop_pid() {
-    local pid=$1 i
+    local pid=$1 deadline=$((SECONDS + 30))
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 60); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.2
     done
     if kill -0 "$pid" 2>/dev/null; then
         say "pid $pid still running after 30s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        deadline=$((SECONDS + 10))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.1
+        done
     fi
     rm -f "$PID_FILE" "$ADDR_FILE"
 }
@@ -358,11 +374,11 @@ cmd_tool() {
 }
 
 case ${1:-} in
-start) cmd_start ;;
-stop) cmd_stop ;;
+start) lock 9 "$STATE_DIR.lock" && cmd_start ;;
+stop) lock 9 "$STATE_DIR.lock" && cmd_stop ;;
 status) cmd_status ;;
 addr) running_addr ;;
-clean) cmd_clean ;;
+clean) lock 9 "$STATE_DIR.lock" && cmd_clean ;;
 topics) shift && cmd_tool org.apache.kafka.tools.TopicCommand "$@" ;;
 groups) shift && cmd_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
 *) usage ;;

@@ -39,7 +39,14 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub mod __private {
     pub use crate::glue::{Guest, handle, init};
 
-    #[allow(unsafe_code, missing_debug_implementations, unused_qualifications)]
+    // Generated code: its shape (raw ABI calls, wide lowered signatures) is
+    // wit-bindgen's, not ours to lint.
+    #[allow(
+        unsafe_code,
+        missing_debug_implementations,
+        unused_qualifications,
+        clippy::all
+    )]
     pub mod bindings {
         wit_bindgen::generate!({
             path: "../wit",

@@ -115,10 +115,8 @@ pub fn detect(bytes: &[u8]) -> Format {
                 Format::Unknown
             };
         }
-        Some(b'{' | b'[') => {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
-                return Format::Json;
-            }
+        Some(b'{' | b'[') if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Format::Json;
         }
         _ => {}
     }

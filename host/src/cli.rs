@@ -55,6 +55,34 @@ pub enum Command {
     Test(TestArgs),
     /// Check that a component is a handler this host can run, and describe it.
     Check(CheckArgs),
+    /// Consume from Kafka and run the configured handlers on every message.
+    /// SIGINT/SIGTERM finish the messages in flight, commit, and exit 0.
+    Run(RunArgs),
+}
+
+/// `alerthost run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, short = 'c', default_value = "alerthost.toml")]
+    pub config: PathBuf,
+    /// Read from the first message at or after this time, on every partition:
+    /// RFC 3339 (2026-11-01T12:00:00Z), a date (2026-11-01) or a time ago (3d,
+    /// 90m). Nothing is committed in a time-range run.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop each partition at its first message at or after this time (same
+    /// forms as --since); the run exits 0 with a summary when all are done.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// For this run, start every partition at its earliest or latest offset
+    /// instead of the group's committed offset.
+    #[arg(long, value_enum)]
+    pub reset: Option<crate::config::StartAt>,
+    /// Validate the config, load every handler and run its init, then exit
+    /// without consuming.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Options that shape the sandbox of a handler.

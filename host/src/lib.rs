@@ -9,5 +9,9 @@
 pub mod bindings;
 pub mod cli;
 pub mod commands;
+pub mod commit;
+pub mod config;
+pub mod pipeline;
 pub mod runtime;
 pub mod sink;
+pub mod source;

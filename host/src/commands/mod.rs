@@ -1,6 +1,7 @@
 //! The commands behind the CLI.
 
 mod check;
+mod run;
 mod test;
 
 use std::process::ExitCode;
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Test(args) => test::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -65,6 +65,8 @@ pub enum FailureKind {
     Limit,
     /// A new instance could not be made or its `init` failed.
     Init,
+    /// The handler named a sink it may not use.
+    Sink,
 }
 
 impl FailureKind {
@@ -80,6 +82,7 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::Limit => "limit",
             FailureKind::Init => "init",
+            FailureKind::Sink => "sink",
         }
     }
 }

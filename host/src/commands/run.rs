@@ -1,0 +1,220 @@
+//! `alerthost run`: the long-running host.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::cli::{EXIT_HANDLER_FAILED, EXIT_OK, RunArgs};
+use crate::config::{Config, Plan, SinkConfig};
+use crate::pipeline::{HandlerSpec, Shared, Workers};
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::sink::kafka::connection_properties;
+use crate::sink::{FileSink, KafkaSink, Sink};
+use crate::source::{Bounds, Source, SourceOptions};
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = Config::load(&args.config)?;
+    let bounds = Bounds {
+        since: args.since.as_deref().map(parse_time).transpose().context("--since")?,
+        until: args.until.as_deref().map(parse_time).transpose().context("--until")?,
+        until_now: false,
+    };
+    if let (Some(since), Some(until)) = (bounds.since, bounds.until) {
+        anyhow::ensure!(since < until, "--since must be before --until");
+    }
+    run_plan(plan, bounds, args.reset, args.dry_run, true)
+}
+
+/// Start everything `plan` describes and run until stopped or done.
+pub fn run_plan(
+    plan: Plan,
+    bounds: Bounds,
+    reset: Option<crate::config::StartAt>,
+    dry_run: bool,
+    progress: bool,
+) -> anyhow::Result<ExitCode> {
+    let shared = Arc::new(Shared::default());
+    let runtime = Runtime::new(&RuntimeOptions {
+        fuel: plan.handlers.iter().any(|h| h.config.limits.fuel.is_some()),
+        pooling: false,
+        cache_dir: plan.cache_dir.clone(),
+    })?;
+    let mut handlers = Vec::new();
+    for handler in &plan.handlers {
+        let config = &handler.config;
+        let code = runtime
+            .load_file(&config.component, &config.limits)
+            .with_context(|| format!("handler `{}`", config.name))?;
+        tracing::info!(
+            handler = %config.name,
+            version = code.version(),
+            component = %config.component.display(),
+            cached = code.info().from_cache,
+            load_ms = format!("{:.1}", code.info().load_time.as_secs_f64() * 1e3),
+            "handler loaded"
+        );
+        handlers.push(HandlerSpec {
+            name: config.name.clone(),
+            code: Arc::new(code),
+            params: config.params.clone().into_iter().collect(),
+            topics: handler.topics.clone(),
+            save_to: config.save_to.clone(),
+            forward_to: config.forward_to.clone(),
+            on_error: config.on_error,
+            retries: config.retries,
+            dead_letter: handler.dead_letter.clone(),
+        });
+    }
+    let handlers = Arc::new(handlers);
+    let sinks = Arc::new(build_sinks(&plan, &shared)?);
+    let workers = Workers::start(plan.workers, handlers.clone(), sinks.clone(), shared.clone())?;
+    if dry_run {
+        workers.finish();
+        println!(
+            "config {} is valid: {} handler(s), {} sink(s); nothing was consumed",
+            plan.path.display(),
+            handlers.len(),
+            sinks.len()
+        );
+        return Ok(ExitCode::from(EXIT_OK));
+    }
+
+    let source = Source::connect(
+        SourceOptions {
+            kafka: plan.kafka.clone(),
+            group_id: plan.group_id.clone(),
+            start: plan.start,
+            reset,
+            topics: plan.topics.clone(),
+            commit_interval: plan.commit_interval,
+            bounds,
+            progress,
+        },
+        shared.clone(),
+    )?;
+    watch_signals(shared.clone());
+    let fatal = source.run(&handlers, workers);
+    for sink in sinks.values() {
+        if let Sink::Kafka(sink) = sink {
+            if let Err(error) = sink.flush(std::time::Duration::from_secs(30)) {
+                tracing::warn!("{error:#}");
+            }
+        }
+    }
+    match fatal {
+        None => Ok(ExitCode::from(EXIT_OK)),
+        Some(reason) => {
+            eprintln!("error: {reason}");
+            Ok(ExitCode::from(EXIT_HANDLER_FAILED))
+        }
+    }
+}
+
+fn build_sinks(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<BTreeMap<String, Sink>> {
+    let mut sinks = BTreeMap::new();
+    for (name, config) in &plan.sinks {
+        let sink = match config {
+            SinkConfig::File { dir } => {
+                Sink::File(FileSink::new(dir).with_context(|| format!("sink `{name}`"))?)
+            }
+            SinkConfig::Kafka {
+                topic,
+                bootstrap_servers,
+                librdkafka,
+            } => {
+                let mut properties = match bootstrap_servers {
+                    Some(servers) => BTreeMap::from([("bootstrap.servers".to_owned(), servers.clone())]),
+                    None => connection_properties(&plan.kafka),
+                };
+                properties.extend(librdkafka.clone());
+                Sink::Kafka(KafkaSink::new(name, topic, &properties, shared.clone())?)
+            }
+            SinkConfig::Stdout => Sink::Stdout,
+        };
+        sinks.insert(name.clone(), sink);
+    }
+    Ok(sinks)
+}
+
+/// SIGINT or SIGTERM: stop fetching, finish what is in flight, commit, exit
+/// 0. A second signal exits at once (the group resumes from the last commit).
+fn watch_signals(shared: Arc<Shared>) {
+    std::thread::Builder::new()
+        .name("alerthost-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch signals");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                    tracing::warn!("cannot install signal handlers");
+                    return;
+                };
+                let mut count = 0;
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
+                    count += 1;
+                    if count == 1 {
+                        tracing::info!("signal received: finishing messages in flight, then committing (again to exit at once)");
+                        shared.request_stop();
+                    } else {
+                        tracing::warn!("second signal: exiting now; the group resumes from its last commit");
+                        std::process::exit(130);
+                    }
+                }
+            });
+        })
+        .expect("spawn the signal thread");
+}
+
+/// RFC 3339 (`2026-11-01T00:00:00Z`, or a date `2026-11-01`), or a time
+/// before now (`3d`, `90m`, `1h 30m`), as milliseconds since the epoch.
+pub fn parse_time(raw: &str) -> anyhow::Result<i64> {
+    let now = std::time::SystemTime::now();
+    let when = if let Ok(ago) = humantime::parse_duration(raw) {
+        now.checked_sub(ago)
+            .with_context(|| format!("`{raw}` reaches before 1970"))?
+    } else if let Ok(at) = humantime::parse_rfc3339_weak(raw) {
+        at
+    } else if let Ok(at) = humantime::parse_rfc3339_weak(&format!("{raw} 00:00:00")) {
+        at
+    } else {
+        anyhow::bail!(
+            "`{raw}` is not a time: use RFC 3339 (2026-11-01T12:00:00Z), a date (2026-11-01), or a time ago (3d, 90m)"
+        );
+    };
+    let millis = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("time before 1970")?
+        .as_millis();
+    Ok(i64::try_from(millis)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_as_rfc3339_dates_and_ago() {
+        assert_eq!(parse_time("2026-11-01T00:00:00Z").unwrap(), 1_793_491_200_000);
+        assert_eq!(parse_time("2026-11-01").unwrap(), 1_793_491_200_000);
+        let ago = parse_time("90m").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - ago - 90 * 60_000).abs() < 5_000);
+        let err = parse_time("yesterday").unwrap_err().to_string();
+        assert!(err.contains("`yesterday`"), "{err}");
+    }
+}

@@ -1,0 +1,121 @@
+use super::*;
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    std::fs::write(dir.join("h.wasm"), b"\0asm").unwrap();
+    let path = dir.join("alerthost.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Plan> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), text);
+    let config: Config = toml::from_str(&std::fs::read_to_string(&path).unwrap())?;
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config.validate(&path, &env)
+}
+
+const MINIMAL: &str = r#"
+[source]
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["a", "^gcn\\.notices\\..*"]
+
+[sinks.archive]
+type = "file"
+dir = "alerts"
+
+[[handler]]
+name = "h"
+component = "h.wasm"
+topics = ["a"]
+save_to = "archive"
+"#;
+
+#[test]
+fn readme_shape_validates_with_defaults() {
+    let plan = load(MINIMAL, &[]).unwrap();
+    assert_eq!(plan.kafka["bootstrap.servers"], "127.0.0.1:9092");
+    assert_eq!(plan.start, StartAt::Earliest);
+    assert_eq!(plan.group_id, None);
+    assert_eq!(plan.handlers[0].config.on_error, OnError::DeadLetter);
+    assert_eq!(plan.handlers[0].dead_letter, "dead-letter.h");
+    assert!(plan.topics[1].matches("gcn.notices.icecube.lvk_nu_track_search"));
+    assert!(!plan.topics[1].matches("gcn.classic.text.X"));
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let text = MINIMAL.replace("topics = [\"a\"]\nsave_to", "topics = [\"a\"]\nsave_too = 1\nsave_to");
+    let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
+    assert!(err.contains("save_too"), "{err}");
+}
+
+#[test]
+fn gcn_domain_uses_the_nasa_recipe_and_env_secret() {
+    let text = MINIMAL.replace(
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        "domain = \"test.gcn.nasa.gov\"\nclient_id = \"abc\"",
+    );
+    let err = load(&text, &[]).unwrap_err().to_string();
+    assert!(err.contains("GCN_CLIENT_SECRET"), "{err}");
+    let plan = load(&text, &[("GCN_CLIENT_SECRET", "s3cret")]).unwrap();
+    assert_eq!(plan.kafka["bootstrap.servers"], "kafka.test.gcn.nasa.gov");
+    assert_eq!(plan.kafka["sasl.mechanisms"], "OAUTHBEARER");
+    assert_eq!(plan.kafka["sasl.oauthbearer.method"], "oidc");
+    assert_eq!(
+        plan.kafka["sasl.oauthbearer.token.endpoint.url"],
+        "https://auth.test.gcn.nasa.gov/oauth2/token"
+    );
+    assert_eq!(plan.kafka["sasl.oauthbearer.client.secret"], "s3cret");
+    assert_eq!(plan.kafka["security.protocol"], "sasl_ssl");
+    assert!(!plan.kafka.contains_key("group.id"));
+}
+
+#[test]
+fn kafka_env_follows_gcn_kafka_config_from_env() {
+    let env = [
+        ("KAFKA_BOOTSTRAP_SERVERS", "b:1"),
+        ("KAFKA_SASL_OAUTHBEARER_CLIENT__ID", "x"),
+        ("KAFKA_SOME___UNDERSCORE", "y"),
+        ("OTHER", "z"),
+    ];
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        kafka_env_overrides(&env),
+        [
+            ("bootstrap.servers".to_string(), "b:1".to_string()),
+            ("sasl.oauthbearer.client-id".to_string(), "x".to_string()),
+            ("some_underscore".to_string(), "y".to_string()),
+        ]
+    );
+    let plan = load(MINIMAL, &[("KAFKA_BOOTSTRAP_SERVERS", "other:9")]).unwrap();
+    assert_eq!(plan.kafka["bootstrap.servers"], "other:9");
+}
+
+#[test]
+fn cross_references_are_checked_with_names() {
+    let cases = [
+        (MINIMAL.replace("save_to = \"archive\"", "save_to = \"nope\""), "\"nope\""),
+        (
+            MINIMAL.replace("save_to = \"archive\"", "forward_to = [\"archive\"]"),
+            "file sink",
+        ),
+        (MINIMAL.replace("component = \"h.wasm\"", "component = \"missing.wasm\""), "missing.wasm"),
+        (MINIMAL.replace("topics = [\"a\"]\nsave_to", "topics = [\"bad topic\"]\nsave_to"), "bad topic"),
+        (MINIMAL.replace("\"^gcn\\\\.notices\\\\..*\"", "\"^(\""), "not a valid regex"),
+        (
+            MINIMAL.replace("[source]", "[source]\nlibrdkafka = { \"enable.auto.commit\" = \"true\" }"),
+            "enable.auto.commit",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = format!("{:#}", load(&text, &[]).unwrap_err());
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
+}
