@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use alerthost::bindings::{Action, Message};
-use alerthost::runtime::{LiveHandler, Limits, Runtime, RuntimeOptions};
+use alerthost::runtime::{Limits, LiveHandler, Runtime, RuntimeOptions};
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -46,8 +46,13 @@ fn samples() -> Vec<PathBuf> {
 /// Decision per sample file name: the actions, or the error kind.
 fn run(name: &str, params: &[(&str, &str)]) -> BTreeMap<String, Result<Vec<Action>, String>> {
     let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
-    let code = runtime.load_file(&example(name), &Limits::default()).unwrap();
-    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let code = runtime
+        .load_file(&example(name), &Limits::default())
+        .unwrap();
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let (mut handler, _) = LiveHandler::new(Arc::new(code), params).unwrap();
     samples()
         .into_iter()
@@ -66,7 +71,10 @@ fn run(name: &str, params: &[(&str, &str)]) -> BTreeMap<String, Result<Vec<Actio
                 .handle(&msg)
                 .outcome
                 .map_err(|f| f.kind.as_str().to_owned());
-            (file.file_name().unwrap().to_string_lossy().into_owned(), outcome)
+            (
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                outcome,
+            )
         })
         .collect()
 }
@@ -95,15 +103,26 @@ fn gbm_subthreshold_saves_only_subthreshold_notices_above_the_threshold() {
             .map(|(file, _)| file)
             .collect()
     };
-    assert_eq!(saved(&[("min_reliability", "2")]), ["fermi_gbm_subthresh_546126856.xml"]);
-    assert!(saved(&[("min_reliability", "3")]).is_empty(), "reliability 2 < 3");
+    assert_eq!(
+        saved(&[("min_reliability", "2")]),
+        ["fermi_gbm_subthresh_546126856.xml"]
+    );
+    assert!(
+        saved(&[("min_reliability", "3")]).is_empty(),
+        "reliability 2 < 3"
+    );
 }
 
 #[test]
 fn sky_region_forwards_summaries_of_alerts_inside_the_cone() {
     let decisions = run(
         "sky_region",
-        &[("ra", "225"), ("dec", "-69.5"), ("radius", "1"), ("sink", "near")],
+        &[
+            ("ra", "225"),
+            ("dec", "-69.5"),
+            ("radius", "1"),
+            ("sink", "near"),
+        ],
     );
     let mut forwarded = Vec::new();
     for (file, outcome) in &decisions {
@@ -117,12 +136,18 @@ fn sky_region_forwards_summaries_of_alerts_inside_the_cone() {
                 serde_json::from_slice(forward.value.as_deref().unwrap()).unwrap();
             let ra = summary["ra"].as_f64().unwrap();
             let dec = summary["dec"].as_f64().unwrap();
-            assert!((ra - 225.0).abs() < 2.0 && (dec + 69.5).abs() < 1.0, "{summary}");
+            assert!(
+                (ra - 225.0).abs() < 2.0 && (dec + 69.5).abs() < 1.0,
+                "{summary}"
+            );
             forwarded.push(file.clone());
         }
     }
     assert_eq!(
         forwarded,
-        ["swift_bat_grb_pos_1118357.xml", "swift_bat_quicklook_pos_1118357.xml"]
+        [
+            "swift_bat_grb_pos_1118357.xml",
+            "swift_bat_quicklook_pos_1118357.xml"
+        ]
     );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alerthost::bindings::Message;
-use alerthost::runtime::{FailureKind, LiveHandler, Limits, Runtime, RuntimeOptions};
+use alerthost::runtime::{FailureKind, Limits, LiveHandler, Runtime, RuntimeOptions};
 
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("ALERTHOST_TEST_GUESTS")).join(format!("{name}.wasm"))
@@ -40,7 +40,9 @@ fn message(value: &[u8]) -> Message {
 /// The guest's normal behaviour: one save of the message.
 fn assert_handles_normally(handler: &mut LiveHandler) {
     let report = handler.handle(&message(b"ordinary"));
-    let actions = report.outcome.expect("the next message is handled normally");
+    let actions = report
+        .outcome
+        .expect("the next message is handled normally");
     assert_eq!(actions.len(), 1);
 }
 
@@ -149,11 +151,19 @@ fn save_names_from_the_guest_stay_inside_the_directory() {
         let alerthost::bindings::Action::Save(save) = &actions[0] else {
             panic!("expected a save")
         };
-        assert_eq!(save.name.as_deref(), Some(hint), "the guest sends the hint as is");
+        assert_eq!(
+            save.name.as_deref(),
+            Some(hint),
+            "the guest sends the hint as is"
+        );
         let path = sink.path_for(save.name.as_deref(), "t", 0, 0);
         sink.write(&path, b"data").unwrap();
         let real = path.canonicalize().unwrap();
-        assert!(real.starts_with(dir.path().canonicalize().unwrap()), "{hint:?} -> {}", real.display());
+        assert!(
+            real.starts_with(dir.path().canonicalize().unwrap()),
+            "{hint:?} -> {}",
+            real.display()
+        );
         assert!(real.file_name().unwrap().len() <= 100);
     }
 }
@@ -161,7 +171,9 @@ fn save_names_from_the_guest_stay_inside_the_directory() {
 #[test]
 fn init_error_refuses_the_handler_with_its_reason() {
     let runtime = runtime();
-    let code = runtime.load_file(&guest("init-fails"), &Limits::default()).unwrap();
+    let code = runtime
+        .load_file(&guest("init-fails"), &Limits::default())
+        .unwrap();
     let failure = LiveHandler::new(Arc::new(code), vec![("a".into(), "1".into())]).unwrap_err();
     assert_eq!(failure.kind, FailureKind::Init);
     assert!(failure.text.contains("init refused"), "{}", failure.text);
@@ -195,10 +207,14 @@ fn compiled_component_is_cached_for_the_next_start() {
         ..RuntimeOptions::default()
     };
     let first = Runtime::new(&options).unwrap();
-    let code = first.load_file(&guest("panic"), &Limits::default()).unwrap();
+    let code = first
+        .load_file(&guest("panic"), &Limits::default())
+        .unwrap();
     assert!(!code.info().from_cache);
     let second = Runtime::new(&options).unwrap();
-    let code = second.load_file(&guest("panic"), &Limits::default()).unwrap();
+    let code = second
+        .load_file(&guest("panic"), &Limits::default())
+        .unwrap();
     assert!(code.info().from_cache);
     let mut handler = LiveHandler::new(Arc::new(code), Vec::new()).unwrap().0;
     assert_handles_normally(&mut handler);

@@ -58,6 +58,20 @@ pub enum Command {
     /// Consume from Kafka and run the configured handlers on every message.
     /// SIGINT/SIGTERM finish the messages in flight, commit, and exit 0.
     Run(RunArgs),
+    /// Run the example handlers on the sample GCN alerts through the whole
+    /// pipeline, on an in-process Kafka: no broker, no credentials.
+    Demo(DemoArgs),
+}
+
+/// `alerthost demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory holding save_all.wasm, gbm_subthreshold.wasm and sky_region.wasm.
+    #[arg(long, default_value = "examples/target/wasm32-wasip2/release")]
+    pub handlers: PathBuf,
+    /// Where saved alerts and the demo's config go.
+    #[arg(long, default_value = "alerthost-demo")]
+    pub out: PathBuf,
 }
 
 /// `alerthost run`.
@@ -210,7 +224,10 @@ fn parse_param(raw: &str) -> Result<(String, String), String> {
 /// Send logs to standard error in the chosen format.
 pub fn init_logging(args: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|error| {
-        eprintln!("warning: log filter `{}` is not valid ({error}); using `info`", args.log);
+        eprintln!(
+            "warning: log filter `{}` is not valid ({error}); using `info`",
+            args.log
+        );
         tracing_subscriber::EnvFilter::new("info")
     });
     let builder = tracing_subscriber::fmt()

@@ -280,9 +280,9 @@ impl Config {
         let mut kafka = BTreeMap::new();
         match (&source.bootstrap_servers, &source.domain) {
             (Some(_), Some(_)) => bail!("[source]: give `bootstrap_servers` or `domain`, not both"),
-            (None, None) => bail!(
-                "[source]: give `domain` (GCN, e.g. \"gcn.nasa.gov\") or `bootstrap_servers`"
-            ),
+            (None, None) => {
+                bail!("[source]: give `domain` (GCN, e.g. \"gcn.nasa.gov\") or `bootstrap_servers`")
+            }
             (Some(servers), None) => {
                 kafka.insert("bootstrap.servers".to_owned(), servers.clone());
             }
@@ -302,7 +302,9 @@ impl Config {
         }
         if source.domain.is_none() && (source.client_id.is_some() || source.client_secret.is_some())
         {
-            bail!("[source]: `client_id`/`client_secret` go with `domain`, not `bootstrap_servers`");
+            bail!(
+                "[source]: `client_id`/`client_secret` go with `domain`, not `bootstrap_servers`"
+            );
         }
         for (key, value) in &source.librdkafka {
             kafka.insert(key.clone(), value.clone());
@@ -343,7 +345,9 @@ impl Config {
                     TopicSelector::parse(&topic)
                         .ok()
                         .filter(|t| matches!(t, TopicSelector::Name(_)))
-                        .with_context(|| format!("[sinks.{name}]: `{topic}` is not a topic name"))?;
+                        .with_context(|| {
+                            format!("[sinks.{name}]: `{topic}` is not a topic name")
+                        })?;
                     SinkConfig::Kafka {
                         topic,
                         bootstrap_servers,
@@ -393,7 +397,9 @@ impl Config {
                 match sinks.get(save_to) {
                     Some(SinkConfig::File { .. }) => {}
                     Some(_) => bail!("{at}: `save_to` = \"{save_to}\" is not a file sink"),
-                    None => bail!("{at}: `save_to` names sink \"{save_to}\", which is not declared in [sinks]"),
+                    None => bail!(
+                        "{at}: `save_to` names sink \"{save_to}\", which is not declared in [sinks]"
+                    ),
                 }
             }
             for sink in &handler.forward_to {
@@ -402,13 +408,17 @@ impl Config {
                         "{at}: `forward_to` lists \"{sink}\", a file sink: forwards go to kafka or stdout sinks (use `save_to` for files)"
                     ),
                     Some(_) => {}
-                    None => bail!("{at}: `forward_to` names sink \"{sink}\", which is not declared in [sinks]"),
+                    None => bail!(
+                        "{at}: `forward_to` names sink \"{sink}\", which is not declared in [sinks]"
+                    ),
                 }
             }
             let dead_letter = match &handler.dead_letter {
                 Some(name) => {
                     if !sinks.contains_key(name) {
-                        bail!("{at}: `dead_letter` names sink \"{name}\", which is not declared in [sinks]");
+                        bail!(
+                            "{at}: `dead_letter` names sink \"{name}\", which is not declared in [sinks]"
+                        );
                     }
                     name.clone()
                 }

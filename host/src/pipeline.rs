@@ -168,7 +168,12 @@ impl Workers {
                         anyhow::anyhow!(
                             "handler `{}` ({}) cannot start: {failure}",
                             spec.name,
-                            spec.code.info().path.as_deref().unwrap_or(std::path::Path::new("?")).display()
+                            spec.code
+                                .info()
+                                .path
+                                .as_deref()
+                                .unwrap_or(std::path::Path::new("?"))
+                                .display()
                         )
                     })?;
                 if index == 0 {
@@ -297,15 +302,24 @@ impl Worker {
 }
 
 fn emit_logs(spec: &HandlerSpec, msg: Option<&Message>, logs: &[LogLine]) {
-    let (topic, partition, offset) = msg.map_or(("", -1, -1), |m| (m.topic.as_str(), m.partition, m.offset));
+    let (topic, partition, offset) =
+        msg.map_or(("", -1, -1), |m| (m.topic.as_str(), m.partition, m.offset));
     for line in logs {
         let version = spec.code.version();
         let text = &line.text;
         match level_str(line.level) {
-            "error" => tracing::error!(handler = %spec.name, version, topic, partition, offset, "{text}"),
-            "warn" => tracing::warn!(handler = %spec.name, version, topic, partition, offset, "{text}"),
-            "info" => tracing::info!(handler = %spec.name, version, topic, partition, offset, "{text}"),
-            "debug" => tracing::debug!(handler = %spec.name, version, topic, partition, offset, "{text}"),
+            "error" => {
+                tracing::error!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            "warn" => {
+                tracing::warn!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            "info" => {
+                tracing::info!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            "debug" => {
+                tracing::debug!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
             _ => tracing::trace!(handler = %spec.name, version, topic, partition, offset, "{text}"),
         }
     }
@@ -326,7 +340,8 @@ fn check_actions(
                 });
             }
             Action::Forward(forward)
-                if !spec.forward_to.contains(&forward.sink) || !sinks.contains_key(&forward.sink) =>
+                if !spec.forward_to.contains(&forward.sink)
+                    || !sinks.contains_key(&forward.sink) =>
             {
                 return Err(HandlerFailure {
                     kind: crate::runtime::FailureKind::Sink,
@@ -344,11 +359,23 @@ fn check_actions(
 }
 
 fn provenance<'a>(spec: &'a HandlerSpec, msg: &Message, out: &mut Vec<(&'a str, Option<Vec<u8>>)>) {
-    out.push(("alerthost.source.topic", Some(msg.topic.clone().into_bytes())));
-    out.push(("alerthost.source.partition", Some(msg.partition.to_string().into_bytes())));
-    out.push(("alerthost.source.offset", Some(msg.offset.to_string().into_bytes())));
+    out.push((
+        "alerthost.source.topic",
+        Some(msg.topic.clone().into_bytes()),
+    ));
+    out.push((
+        "alerthost.source.partition",
+        Some(msg.partition.to_string().into_bytes()),
+    ));
+    out.push((
+        "alerthost.source.offset",
+        Some(msg.offset.to_string().into_bytes()),
+    ));
     out.push(("alerthost.handler", Some(spec.name.clone().into_bytes())));
-    out.push(("alerthost.handler.version", Some(spec.code.version().as_bytes().to_vec())));
+    out.push((
+        "alerthost.handler.version",
+        Some(spec.code.version().as_bytes().to_vec()),
+    ));
 }
 
 fn execute(
@@ -363,10 +390,12 @@ fn execute(
     for action in actions {
         match action {
             Action::Save(save) => {
-                let Some(Sink::File(sink)) = spec.save_to.as_ref().and_then(|s| sinks.get(s)) else {
+                let Some(Sink::File(sink)) = spec.save_to.as_ref().and_then(|s| sinks.get(s))
+                else {
                     unreachable!("checked by check_actions and config validation");
                 };
-                let path = sink.path_for(save.name.as_deref(), &msg.topic, msg.partition, msg.offset);
+                let path =
+                    sink.path_for(save.name.as_deref(), &msg.topic, msg.partition, msg.offset);
                 let bytes = save.value.as_deref().unwrap_or(&msg.value);
                 write_with_retries(sink, &path, bytes).map_err(|error| {
                     Halt::Fatal(format!(
@@ -381,8 +410,15 @@ fn execute(
                 let value = forward.value.as_deref().unwrap_or(&msg.value);
                 let key = forward.key.as_deref().or(msg.key.as_deref());
                 let mut headers: Vec<(&str, Option<Vec<u8>>)> = match &forward.headers {
-                    Some(headers) => headers.iter().map(|h| (h.name.as_str(), h.value.clone())).collect(),
-                    None => msg.headers.iter().map(|h| (h.name.as_str(), h.value.clone())).collect(),
+                    Some(headers) => headers
+                        .iter()
+                        .map(|h| (h.name.as_str(), h.value.clone()))
+                        .collect(),
+                    None => msg
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.as_str(), h.value.clone()))
+                        .collect(),
                 };
                 provenance(spec, msg, &mut headers);
                 match &sinks[&forward.sink] {
@@ -413,7 +449,9 @@ fn execute(
                         "key": key.map(text_or_base64),
                         "value": text_or_base64(value),
                     })),
-                    Sink::File(_) => unreachable!("config validation refuses file sinks in forward_to"),
+                    Sink::File(_) => {
+                        unreachable!("config validation refuses file sinks in forward_to")
+                    }
                 }
                 decision.push("forward");
             }
@@ -501,15 +539,28 @@ fn dead_letter(
             let mut record_path = path.clone().into_os_string();
             record_path.push(".error.json");
             write_with_retries(sink, &path, &msg.value).map_err(halt)?;
-            write_with_retries(sink, std::path::Path::new(&record_path), record.to_string().as_bytes())
-                .map_err(halt)?;
+            write_with_retries(
+                sink,
+                std::path::Path::new(&record_path),
+                record.to_string().as_bytes(),
+            )
+            .map_err(halt)?;
         }
         Sink::Kafka(sink) => {
-            let mut headers: Vec<(&str, Option<Vec<u8>>)> =
-                msg.headers.iter().map(|h| (h.name.as_str(), h.value.clone())).collect();
+            let mut headers: Vec<(&str, Option<Vec<u8>>)> = msg
+                .headers
+                .iter()
+                .map(|h| (h.name.as_str(), h.value.clone()))
+                .collect();
             provenance(spec, msg, &mut headers);
-            headers.push(("alerthost.error.kind", Some(failure.kind.as_str().as_bytes().to_vec())));
-            headers.push(("alerthost.error.text", Some(failure.text.clone().into_bytes())));
+            headers.push((
+                "alerthost.error.kind",
+                Some(failure.kind.as_str().as_bytes().to_vec()),
+            ));
+            headers.push((
+                "alerthost.error.text",
+                Some(failure.text.clone().into_bytes()),
+            ));
             headers.push(("alerthost.error.time", Some(now.into_bytes())));
             shared.commits.lock().hold(&job.tp, msg.offset);
             let sent = sink.send(

@@ -78,7 +78,9 @@ pub struct SourceContext {
 
 impl std::fmt::Debug for SourceContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceContext").field("commit", &self.commit).finish_non_exhaustive()
+        f.debug_struct("SourceContext")
+            .field("commit", &self.commit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +92,10 @@ impl ClientContext for SourceContext {
             return;
         }
         let text = format!("{error}: {reason}");
-        let mut last = self.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if last.as_deref() != Some(text.as_str()) {
             let auth = matches!(
                 error.rdkafka_error_code(),
@@ -99,7 +104,9 @@ impl ClientContext for SourceContext {
                 || reason.contains("OAUTHBEARER")
                 || reason.contains("token");
             if auth {
-                tracing::error!("kafka authentication failed: {reason} (check the client id and secret)");
+                tracing::error!(
+                    "kafka authentication failed: {reason} (check the client id and secret)"
+                );
             } else {
                 tracing::warn!("kafka client: {text}");
             }
@@ -120,7 +127,10 @@ impl ConsumerContext for SourceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut assignment = tpl.clone();
                 if let Some(reset) = self.reset {
-                    let mut done = self.reset_done.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut done = self
+                        .reset_done
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     for tp in &tps {
                         // Once per partition per run: a later rebalance
                         // resumes from what this run committed.
@@ -135,7 +145,9 @@ impl ConsumerContext for SourceContext {
                 }
                 match consumer.assign(&assignment) {
                     Ok(()) => tracing::info!(partitions = %describe(&tps), "partitions assigned"),
-                    Err(error) => self.shared.fail(format!("cannot take the assigned partitions: {error}")),
+                    Err(error) => self
+                        .shared
+                        .fail(format!("cannot take the assigned partitions: {error}")),
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -194,7 +206,11 @@ fn finish_partition(
 }
 
 /// Commit the tracker's positions (all, or those of `only`), synchronously.
-fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, only: Option<&[TopicPartition]>) {
+fn commit(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    only: Option<&[TopicPartition]>,
+) {
     let positions: Vec<(TopicPartition, i64)> = shared
         .commits
         .lock()
@@ -217,7 +233,9 @@ fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, only: Option<
             }
             tracing::debug!(positions = ?positions, "committed");
         }
-        Err(error) => tracing::warn!(%error, "commit failed; it is tried again at the next interval"),
+        Err(error) => {
+            tracing::warn!(%error, "commit failed; it is tried again at the next interval")
+        }
     }
 }
 
@@ -236,7 +254,9 @@ pub struct Source {
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("Source")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -248,10 +268,9 @@ impl Source {
         for (key, value) in &options.kafka {
             config.set(key, value);
         }
-        let group = options
-            .group_id
-            .clone()
-            .unwrap_or_else(|| format!("alerthost-nocommit-{}-{}", std::process::id(), now_millis()));
+        let group = options.group_id.clone().unwrap_or_else(|| {
+            format!("alerthost-nocommit-{}-{}", std::process::id(), now_millis())
+        });
         config
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
@@ -268,20 +287,27 @@ impl Source {
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
             .context("cannot create the Kafka consumer (check [source] and [source.librdkafka])")?;
-        let servers = options.kafka.get("bootstrap.servers").cloned().unwrap_or_default();
-        let metadata = consumer.fetch_metadata(None, CONNECT_TIMEOUT).map_err(|error| {
-            let last = consumer
-                .context()
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            anyhow::anyhow!(
-                "cannot reach Kafka at {servers} within {}s: {error}{}",
-                CONNECT_TIMEOUT.as_secs(),
-                last.map(|l| format!(" (last client error: {l})")).unwrap_or_default()
-            )
-        })?;
+        let servers = options
+            .kafka
+            .get("bootstrap.servers")
+            .cloned()
+            .unwrap_or_default();
+        let metadata = consumer
+            .fetch_metadata(None, CONNECT_TIMEOUT)
+            .map_err(|error| {
+                let last = consumer
+                    .context()
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                anyhow::anyhow!(
+                    "cannot reach Kafka at {servers} within {}s: {error}{}",
+                    CONNECT_TIMEOUT.as_secs(),
+                    last.map(|l| format!(" (last client error: {l})"))
+                        .unwrap_or_default()
+                )
+            })?;
         let existing: BTreeMap<String, usize> = metadata
             .topics()
             .iter()
@@ -291,8 +317,12 @@ impl Source {
         for selector in &options.topics {
             if !existing.keys().any(|t| selector.matches(t)) {
                 match selector {
-                    TopicSelector::Name(name) => tracing::warn!(topic = %name, "topic does not exist (yet); waiting for it"),
-                    TopicSelector::Pattern(p) => tracing::warn!(pattern = %p, "no topic matches this pattern yet; waiting for one"),
+                    TopicSelector::Name(name) => {
+                        tracing::warn!(topic = %name, "topic does not exist (yet); waiting for it")
+                    }
+                    TopicSelector::Pattern(p) => {
+                        tracing::warn!(pattern = %p, "no topic matches this pattern yet; waiting for one")
+                    }
                 }
             }
         }
@@ -308,7 +338,12 @@ impl Source {
         if source.options.bounds.ranged() {
             source.assign_range(&existing)?;
         } else {
-            let subscription: Vec<&str> = source.options.topics.iter().map(TopicSelector::as_subscription).collect();
+            let subscription: Vec<&str> = source
+                .options
+                .topics
+                .iter()
+                .map(TopicSelector::as_subscription)
+                .collect();
             source
                 .consumer
                 .subscribe(&subscription)
@@ -400,7 +435,6 @@ impl Source {
             && self.finished.len() == self.ends.len()
     }
 
-
     /// Read and dispatch until stopped, the range is done, or a fatal error;
     /// then drain, commit and return the reason for a fatal stop, if any.
     pub fn run(mut self, handlers: &[HandlerSpec], workers: Workers) -> Option<String> {
@@ -408,7 +442,10 @@ impl Source {
         let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
         let mut last_commit = Instant::now();
         let mut quiet_warned: Option<Instant> = None;
-        let progress = Progress::new(self.options.progress && self.total_in_range > 0, self.total_in_range);
+        let progress = Progress::new(
+            self.options.progress && self.total_in_range > 0,
+            self.total_in_range,
+        );
         if self.range_done() {
             tracing::info!("nothing in the time range");
         }
@@ -460,7 +497,9 @@ impl Source {
                     let done: Vec<TopicPartition> = self
                         .ends
                         .iter()
-                        .filter(|(tp, end)| tp.1 == partition && **end != i64::MAX && !self.finished.contains(*tp))
+                        .filter(|(tp, end)| {
+                            tp.1 == partition && **end != i64::MAX && !self.finished.contains(*tp)
+                        })
                         .filter(|(tp, end)| {
                             positions
                                 .find_partition(&tp.0, tp.1)
@@ -473,13 +512,18 @@ impl Source {
                         finish_partition(&self.consumer, &mut self.finished, &tp);
                     }
                 }
-                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))) if quiet_warned.is_none_or(|at| at.elapsed() > Duration::from_secs(300)) => {
                     // Quiet GCN topics have no partition yet: not a message, not fatal.
-                    if quiet_warned.is_none_or(|at| at.elapsed() > Duration::from_secs(300)) {
-                        tracing::warn!("a subscribed topic does not exist yet (unknown topic or partition); waiting for it");
-                        quiet_warned = Some(Instant::now());
-                    }
+                    tracing::warn!(
+                        "a subscribed topic does not exist yet (unknown topic or partition); waiting for it"
+                    );
+                    quiet_warned = Some(Instant::now());
                 }
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))) => {}
                 Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             }
             if commit_enabled && last_commit.elapsed() >= self.options.commit_interval {
@@ -496,7 +540,9 @@ impl Source {
             || self.shared.fatal().is_some(),
         );
         if !drained && self.shared.fatal().is_none() {
-            tracing::warn!("some forwards were not acknowledged in time; they are not committed and will be handled again");
+            tracing::warn!(
+                "some forwards were not acknowledged in time; they are not committed and will be handled again"
+            );
         }
         if commit_enabled {
             commit(&self.consumer, &self.shared, None);
@@ -594,7 +640,12 @@ impl Progress {
             let mut last = self.last_log.lock().unwrap_or_else(PoisonError::into_inner);
             if last.elapsed() >= Duration::from_secs(5) {
                 let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-                tracing::info!(done, total = self.total, rate = format!("{rate:.0}/s"), "progress");
+                tracing::info!(
+                    done,
+                    total = self.total,
+                    rate = format!("{rate:.0}/s"),
+                    "progress"
+                );
                 *last = Instant::now();
             }
         }

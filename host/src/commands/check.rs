@@ -25,7 +25,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         println!("size:       {} bytes", info.size);
         println!(
             "{}: {:.1} ms",
-            if info.from_cache { "cache load" } else { "compile   " },
+            if info.from_cache {
+                "cache load"
+            } else {
+                "compile   "
+            },
             info.load_time.as_secs_f64() * 1e3
         );
         println!("exports:    {}", info.exports.join(", "));

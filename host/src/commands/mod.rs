@@ -1,6 +1,7 @@
 //! The commands behind the CLI.
 
 mod check;
+mod demo;
 mod run;
 mod test;
 
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }

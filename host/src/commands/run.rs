@@ -17,8 +17,18 @@ use crate::source::{Bounds, Source, SourceOptions};
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let plan = Config::load(&args.config)?;
     let bounds = Bounds {
-        since: args.since.as_deref().map(parse_time).transpose().context("--since")?,
-        until: args.until.as_deref().map(parse_time).transpose().context("--until")?,
+        since: args
+            .since
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .context("--since")?,
+        until: args
+            .until
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .context("--until")?,
         until_now: false,
     };
     if let (Some(since), Some(until)) = (bounds.since, bounds.until) {
@@ -69,7 +79,12 @@ pub fn run_plan(
     }
     let handlers = Arc::new(handlers);
     let sinks = Arc::new(build_sinks(&plan, &shared)?);
-    let workers = Workers::start(plan.workers, handlers.clone(), sinks.clone(), shared.clone())?;
+    let workers = Workers::start(
+        plan.workers,
+        handlers.clone(),
+        sinks.clone(),
+        shared.clone(),
+    )?;
     if dry_run {
         workers.finish();
         println!(
@@ -97,10 +112,10 @@ pub fn run_plan(
     watch_signals(shared.clone());
     let fatal = source.run(&handlers, workers);
     for sink in sinks.values() {
-        if let Sink::Kafka(sink) = sink {
-            if let Err(error) = sink.flush(std::time::Duration::from_secs(30)) {
-                tracing::warn!("{error:#}");
-            }
+        if let Sink::Kafka(sink) = sink
+            && let Err(error) = sink.flush(std::time::Duration::from_secs(30))
+        {
+            tracing::warn!("{error:#}");
         }
     }
     match fatal {
@@ -125,7 +140,9 @@ fn build_sinks(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<BTreeMap<Str
                 librdkafka,
             } => {
                 let mut properties = match bootstrap_servers {
-                    Some(servers) => BTreeMap::from([("bootstrap.servers".to_owned(), servers.clone())]),
+                    Some(servers) => {
+                        BTreeMap::from([("bootstrap.servers".to_owned(), servers.clone())])
+                    }
                     None => connection_properties(&plan.kafka),
                 };
                 properties.extend(librdkafka.clone());
@@ -206,7 +223,10 @@ mod tests {
 
     #[test]
     fn times_parse_as_rfc3339_dates_and_ago() {
-        assert_eq!(parse_time("2026-11-01T00:00:00Z").unwrap(), 1_793_491_200_000);
+        assert_eq!(
+            parse_time("2026-11-01T00:00:00Z").unwrap(),
+            1_793_491_200_000
+        );
         assert_eq!(parse_time("2026-11-01").unwrap(), 1_793_491_200_000);
         let ago = parse_time("90m").unwrap();
         let now = std::time::SystemTime::now()

@@ -28,7 +28,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let (mut handler, init_logs) = LiveHandler::new(code.clone(), args.params.clone())
         .map_err(|failure| anyhow::anyhow!("{}: {failure}", args.handler.display()))?;
     for line in init_logs {
-        eprintln!("init [{}] {}", crate::runtime::level_str(line.level), line.text);
+        eprintln!(
+            "init [{}] {}",
+            crate::runtime::level_str(line.level),
+            line.text
+        );
     }
     let sink = args.save_dir.as_deref().map(FileSink::new).transpose()?;
     // Names are shown relative to a sink even when nothing is written.
@@ -41,8 +45,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut times = Vec::with_capacity(files.len());
     let mut failed = false;
     for (offset, file) in files.iter().enumerate() {
-        let value =
-            std::fs::read(file).with_context(|| format!("cannot read message file {}", file.display()))?;
+        let value = std::fs::read(file)
+            .with_context(|| format!("cannot read message file {}", file.display()))?;
         let msg = Message {
             topic: args.topic.clone(),
             partition: 0,

@@ -48,7 +48,10 @@ fn readme_shape_validates_with_defaults() {
 
 #[test]
 fn unknown_key_is_named() {
-    let text = MINIMAL.replace("topics = [\"a\"]\nsave_to", "topics = [\"a\"]\nsave_too = 1\nsave_to");
+    let text = MINIMAL.replace(
+        "topics = [\"a\"]\nsave_to",
+        "topics = [\"a\"]\nsave_too = 1\nsave_to",
+    );
     let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
     assert!(err.contains("save_too"), "{err}");
 }
@@ -101,16 +104,34 @@ fn kafka_env_follows_gcn_kafka_config_from_env() {
 #[test]
 fn cross_references_are_checked_with_names() {
     let cases = [
-        (MINIMAL.replace("save_to = \"archive\"", "save_to = \"nope\""), "\"nope\""),
+        (
+            MINIMAL.replace("save_to = \"archive\"", "save_to = \"nope\""),
+            "\"nope\"",
+        ),
         (
             MINIMAL.replace("save_to = \"archive\"", "forward_to = [\"archive\"]"),
             "file sink",
         ),
-        (MINIMAL.replace("component = \"h.wasm\"", "component = \"missing.wasm\""), "missing.wasm"),
-        (MINIMAL.replace("topics = [\"a\"]\nsave_to", "topics = [\"bad topic\"]\nsave_to"), "bad topic"),
-        (MINIMAL.replace("\"^gcn\\\\.notices\\\\..*\"", "\"^(\""), "not a valid regex"),
         (
-            MINIMAL.replace("[source]", "[source]\nlibrdkafka = { \"enable.auto.commit\" = \"true\" }"),
+            MINIMAL.replace("component = \"h.wasm\"", "component = \"missing.wasm\""),
+            "missing.wasm",
+        ),
+        (
+            MINIMAL.replace(
+                "topics = [\"a\"]\nsave_to",
+                "topics = [\"bad topic\"]\nsave_to",
+            ),
+            "bad topic",
+        ),
+        (
+            MINIMAL.replace("\"^gcn\\\\.notices\\\\..*\"", "\"^(\""),
+            "not a valid regex",
+        ),
+        (
+            MINIMAL.replace(
+                "[source]",
+                "[source]\nlibrdkafka = { \"enable.auto.commit\" = \"true\" }",
+            ),
             "enable.auto.commit",
         ),
     ];

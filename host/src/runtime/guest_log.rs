@@ -163,7 +163,9 @@ impl CapturedOutput {
         if bytes.len() > room {
             inner.overflow = true;
         }
-        inner.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        inner
+            .bytes
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 
@@ -243,7 +245,11 @@ mod tests {
         assert_eq!(lines[0].text, "abcd…");
         assert_eq!(lines[1].text, "é12…");
         assert_eq!(dropped, 1);
-        assert_eq!(log.take(), (Vec::new(), 0), "take starts the next call empty");
+        assert_eq!(
+            log.take(),
+            (Vec::new(), 0),
+            "take starts the next call empty"
+        );
     }
 
     #[test]

@@ -213,16 +213,16 @@ impl HandlerInstance {
     pub fn handle(&mut self, msg: &Message) -> CallReport {
         let limits = self.code.limits().clone();
         self.store.set_epoch_deadline(ticks(limits.timeout()));
-        if let Some(fuel) = limits.fuel {
-            if let Err(e) = self.store.set_fuel(fuel) {
-                return CallReport {
-                    outcome: Err(HandlerFailure::new(FailureKind::Trap, format!("{e}"))),
-                    logs: Vec::new(),
-                    logs_dropped: 0,
-                    elapsed: Duration::ZERO,
-                    fuel_used: None,
-                };
-            }
+        if let Some(fuel) = limits.fuel
+            && let Err(e) = self.store.set_fuel(fuel)
+        {
+            return CallReport {
+                outcome: Err(HandlerFailure::new(FailureKind::Trap, format!("{e}"))),
+                logs: Vec::new(),
+                logs_dropped: 0,
+                elapsed: Duration::ZERO,
+                fuel_used: None,
+            };
         }
         self.store.data_mut().limiter.memory_refused = None;
 
@@ -236,8 +236,12 @@ impl HandlerInstance {
         let (logs, logs_dropped) = self.store.data_mut().log.take();
         let outcome = match result {
             Err(e) => {
-                let mut failure =
-                    classify_trap(&e, &self.store.data().limiter, limits.timeout(), limits.fuel);
+                let mut failure = classify_trap(
+                    &e,
+                    &self.store.data().limiter,
+                    limits.timeout(),
+                    limits.fuel,
+                );
                 if let Some(panic) = panic_message(&logs) {
                     failure.text = format!("{} ({panic})", failure.text);
                 }
@@ -308,10 +312,10 @@ impl LiveHandler {
             },
         };
         let report = instance.handle(msg);
-        if let Err(failure) = &report.outcome {
-            if failure.poisons_instance() {
-                self.instance = None;
-            }
+        if let Err(failure) = &report.outcome
+            && failure.poisons_instance()
+        {
+            self.instance = None;
         }
         report
     }

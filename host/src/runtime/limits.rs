@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(limits.fuel, None);
         assert_eq!(limits.max_actions, 16);
         assert_eq!(limits.max_action_bytes(), 4 << 20);
-        assert_eq!((limits.max_log_lines, limits.max_log_line_bytes), (32, 1024));
+        assert_eq!(
+            (limits.max_log_lines, limits.max_log_line_bytes),
+            (32, 1024)
+        );
         assert_eq!(limits.max_component_bytes(), 32 << 20);
         limits.validate().unwrap();
     }
@@ -163,12 +166,24 @@ mod tests {
             timeout_ms: 0,
             ..Limits::default()
         };
-        assert!(limits.validate().unwrap_err().to_string().contains("`timeout_ms`"));
+        assert!(
+            limits
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`timeout_ms`")
+        );
         let limits = Limits {
             fuel: Some(0),
             ..Limits::default()
         };
-        assert!(limits.validate().unwrap_err().to_string().contains("`fuel`"));
+        assert!(
+            limits
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`fuel`")
+        );
     }
 
     #[test]

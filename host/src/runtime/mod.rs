@@ -21,7 +21,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use cache::ArtifactCache;
 pub use guest_log::{LogLine, LogSource, level_str};
-pub use instance::{action_bytes, CallReport, FailureKind, HandlerFailure, HandlerInstance, LiveHandler};
+pub use instance::{
+    CallReport, FailureKind, HandlerFailure, HandlerInstance, LiveHandler, action_bytes,
+};
 pub use limits::Limits;
 
 use crate::bindings::{self, WIT_PACKAGE, WIT_VERSION};
@@ -240,10 +242,9 @@ impl Runtime {
         let load_time = started.elapsed();
 
         let world = check_world(&self.engine, &component)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("its imports do not match what alerthost provides: {e:#}"))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!("its imports do not match what alerthost provides: {e:#}")
+        })?;
         let pre = bindings::HandlerPre::new(instance_pre).map_err(|e| {
             anyhow::anyhow!("its exports do not match the alerthost:handler world: {e:#}")
         })?;
@@ -287,7 +288,10 @@ fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || !bytes.starts_with(MAGIC) {
         if bytes.starts_with(MAGIC) {
-            bail!("it is truncated: {} bytes, not even a WebAssembly header", bytes.len());
+            bail!(
+                "it is truncated: {} bytes, not even a WebAssembly header",
+                bytes.len()
+            );
         }
         bail!("it is not a WebAssembly file (it does not start with \\0asm)");
     }
@@ -314,10 +318,18 @@ struct World {
 /// error names what is missing or extra.
 fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let exports: Vec<(String, bool)> = ty
         .exports(engine)
-        .map(|(name, item)| (name.to_owned(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+        .map(|(name, item)| {
+            (
+                name.to_owned(),
+                matches!(item.ty, ComponentItem::ComponentFunc(_)),
+            )
+        })
         .collect();
 
     let world = format!("{WIT_PACKAGE}/handler@{WIT_VERSION}");
@@ -327,19 +339,22 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
         if name == "log" {
             continue;
         }
-        if let Some(rest) = name.strip_prefix(WIT_PACKAGE) {
-            if let Some(version) = rest.strip_prefix("/types@") {
-                interface_version = Some(version.to_owned());
-                continue;
-            }
+        if let Some(version) = name
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|rest| rest.strip_prefix("/types@"))
+        {
+            interface_version = Some(version.to_owned());
+            continue;
         }
         if ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
             continue;
         }
         refused.push(name.as_str());
     }
-    if let Some(version) = &interface_version {
-        if version != WIT_VERSION {
+    if let Some(version) = &interface_version
+        && version != WIT_VERSION
+    {
+        {
             bail!(
                 "it was built against {WIT_PACKAGE}@{version}; this host speaks \
                  {WIT_PACKAGE}@{WIT_VERSION}: rebuild it with a matching SDK"
@@ -351,7 +366,11 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
             "it imports {}, which alerthost does not provide: handlers get no network, \
              files or other outside access; the {world} world imports only `log` (and WASI \
              cli, io, clocks, random, and an empty filesystem)",
-            refused.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            refused
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 
@@ -370,7 +389,10 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
             what.push(format!("does not export {}", quoted(&missing)));
         }
         if !extra.is_empty() {
-            what.push(format!("exports {} that the world does not have", quoted(&extra)));
+            what.push(format!(
+                "exports {} that the world does not have",
+                quoted(&extra)
+            ));
         }
         bail!(
             "it is not a component of the {world} world: it {} (the world exports `init` and `handle`)",

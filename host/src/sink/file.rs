@@ -42,7 +42,13 @@ impl FileSink {
 
     /// Where a save lands: the sanitized hint, or the default name from
     /// topic, partition and offset. Always inside [`FileSink::dir`].
-    pub fn path_for(&self, hint: Option<&str>, topic: &str, partition: i32, offset: i64) -> PathBuf {
+    pub fn path_for(
+        &self,
+        hint: Option<&str>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> PathBuf {
         let relative = hint
             .and_then(sanitize_name)
             .unwrap_or_else(|| default_name(topic, partition, offset));
@@ -64,8 +70,12 @@ impl FileSink {
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
             .with_context(|| format!("cannot write {}", path.display()))?;
-        tmp.persist(path)
-            .with_context(|| format!("cannot move the saved file into place at {}", path.display()))?;
+        tmp.persist(path).with_context(|| {
+            format!(
+                "cannot move the saved file into place at {}",
+                path.display()
+            )
+        })?;
         std::fs::File::open(parent)
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("cannot sync directory {}", parent.display()))?;
@@ -149,7 +159,11 @@ mod tests {
             ("1/2/3/4/5/6", Some("3/4/5/6")),
         ];
         for (hint, want) in cases {
-            assert_eq!(sanitize_name(hint), want.map(PathBuf::from), "hint {hint:?}");
+            assert_eq!(
+                sanitize_name(hint),
+                want.map(PathBuf::from),
+                "hint {hint:?}"
+            );
         }
         let long = sanitize_name(&"y".repeat(10_000)).unwrap();
         assert_eq!(long.as_os_str().len(), MAX_COMPONENT_BYTES);
@@ -159,11 +173,23 @@ mod tests {
     fn every_sanitized_name_stays_inside_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::new(dir.path()).unwrap();
-        for hint in ["../../x", "/abs", "..\\..\\y", "a/./../.././z", "\0", "~/.ssh/id"] {
+        for hint in [
+            "../../x",
+            "/abs",
+            "..\\..\\y",
+            "a/./../.././z",
+            "\0",
+            "~/.ssh/id",
+        ] {
             let path = sink.path_for(Some(hint), "t", 0, 1);
-            assert!(path.starts_with(dir.path()), "{hint:?} -> {}", path.display());
             assert!(
-                path.components().all(|c| c != std::path::Component::ParentDir),
+                path.starts_with(dir.path()),
+                "{hint:?} -> {}",
+                path.display()
+            );
+            assert!(
+                path.components()
+                    .all(|c| c != std::path::Component::ParentDir),
                 "{hint:?} -> {}",
                 path.display()
             );

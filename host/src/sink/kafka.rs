@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 
 use crate::pipeline::Shared;
 
@@ -139,16 +141,22 @@ impl KafkaSink {
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ), back)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
                     // The local queue is full: wait for deliveries to drain it.
                     base = back;
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err((error, _)) => {
                     return Err(error).with_context(|| {
-                        format!("cannot queue a record for sink `{}` (topic {})", self.name, self.topic)
+                        format!(
+                            "cannot queue a record for sink `{}` (topic {})",
+                            self.name, self.topic
+                        )
                     });
                 }
             }
@@ -157,8 +165,11 @@ impl KafkaSink {
 
     /// Wait for queued records to be delivered.
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.producer
-            .flush(timeout)
-            .with_context(|| format!("sink `{}` could not deliver everything in {timeout:?}", self.name))
+        self.producer.flush(timeout).with_context(|| {
+            format!(
+                "sink `{}` could not deliver everything in {timeout:?}",
+                self.name
+            )
+        })
     }
 }

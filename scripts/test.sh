@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, sandbox tests with hostile guests, the
+# examples over the sample alerts, and the Kafka integration tests against a
+# real Apache Kafka broker started here (and stopped at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+# A broker of this run's own, on free loopback ports.
+export ALERTHOST_KAFKA_DIR=${ALERTHOST_KAFKA_DIR:-$(mktemp -d /tmp/alerthost-test-kafka.XXXXXX)}
+ALERTHOST_KAFKA_BOOTSTRAP=$(scripts/kafka.sh start)
+export ALERTHOST_KAFKA_BOOTSTRAP
+trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+echo "test: Kafka broker at $ALERTHOST_KAFKA_BOOTSTRAP" >&2
+
+# Each workspace on its own: the examples and guests are wasm workspaces whose
+# logic is tested natively.
+cargo test --workspace
+cargo test --manifest-path examples/Cargo.toml --target "$(rustc -vV | sed -n 's/^host: //p')"

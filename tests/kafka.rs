@@ -1,0 +1,890 @@
+//! The delivery guarantees of `alerthost run` against a real Apache Kafka
+//! broker: resuming at the first unhandled message, time ranges, failed saves
+//! and crashes that lose nothing, forwards acknowledged before their source
+//! is committed, graceful shutdown, scale-out in a group, and clear errors
+//! for bad input.
+//!
+//! Start a broker with `scripts/kafka.sh start` and export the address it
+//! prints as `ALERTHOST_KAFKA_BOOTSTRAP`; without it the tests that need one
+//! are skipped (under `CI` they fail). What landed in the broker is checked
+//! with the tests' own rdkafka client, never with the host's code. The
+//! example components must be built
+//! (`cargo build --release --manifest-path examples/Cargo.toml`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alerthost_tests::{
+    Host, Kafka, Outgoing, Received, count_saved, example, random_group, random_topic,
+    require_kafka, rfc3339_millis, saved_files, saved_offsets, start_alerthost, start_host,
+    temp_files, toml_str, unique_name, write_config,
+};
+
+/// Long enough for a host to start, join its group and handle a few hundred
+/// messages on a loaded 2-core machine.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// A config running the `save-all` example on `topics`, saving into
+/// `save_dir`. `source_extra` is added to `[source]` as TOML lines.
+fn save_all_config(
+    kafka: &Kafka,
+    topics: &[&str],
+    group: Option<&str>,
+    save_dir: &Path,
+    source_extra: &str,
+) -> String {
+    let topics = topics.iter().map(toml_str).collect::<Vec<_>>().join(", ");
+    let group = group
+        .map(|g| format!("group_id = {}\n", toml_str(g)))
+        .unwrap_or_default();
+    format!(
+        r#"[source]
+bootstrap_servers = {servers}
+topics = [{topics}]
+{group}commit_interval_ms = 200
+{source_extra}
+
+[sinks.files]
+type = "file"
+dir = {dir}
+
+[[handler]]
+name = "save-all"
+component = {component}
+topics = [{topics}]
+save_to = "files"
+"#,
+        servers = toml_str(kafka.servers()),
+        dir = toml_str(save_dir.to_str().expect("a UTF-8 path")),
+        component = toml_str(example("save_all").to_str().expect("a UTF-8 path")),
+    )
+}
+
+/// Distinct, recognizable bytes for message `i`, of a size that varies from
+/// a few bytes to a few KiB.
+fn payload(i: usize) -> Vec<u8> {
+    let mut value = format!("message {i}:").into_bytes();
+    let extra = (i * 7919) % 4096;
+    value.extend((0..extra).map(|k| b'a' + ((i + k) % 26) as u8));
+    value
+}
+
+/// `count` messages spread round-robin over `partitions` partitions.
+fn spread(count: usize, partitions: i32, first: usize) -> Vec<Outgoing> {
+    (first..first + count)
+        .map(|i| Outgoing::new((i % partitions as usize) as i32, payload(i)))
+        .collect()
+}
+
+/// Produce `messages` and return what each (partition, offset) holds.
+fn produce_map(kafka: &Kafka, topic: &str, messages: &[Outgoing]) -> BTreeMap<(i32, i64), Vec<u8>> {
+    let offsets = kafka.produce(topic, messages);
+    messages
+        .iter()
+        .zip(offsets)
+        .map(|(m, offset)| ((m.partition, offset), m.value.clone()))
+        .collect()
+}
+
+/// Assert that `dir` holds exactly the messages of `expected`, each with its
+/// exact bytes, under their default names, and no temporary file.
+fn assert_saved_exactly(dir: &Path, topic: &str, expected: &BTreeMap<(i32, i64), Vec<u8>>) {
+    let saved = saved_files(dir);
+    let got: BTreeSet<(i32, i64)> = saved
+        .keys()
+        .filter(|k| k.topic == topic)
+        .map(|k| (k.partition, k.offset))
+        .collect();
+    let want: BTreeSet<(i32, i64)> = expected.keys().copied().collect();
+    assert_eq!(
+        got.len(),
+        saved.len(),
+        "{} holds files of other topics",
+        dir.display()
+    );
+    if got != want {
+        let missing: Vec<_> = want.difference(&got).collect();
+        let extra: Vec<_> = got.difference(&want).collect();
+        panic!(
+            "{}: saved set differs: missing {missing:?}, unexpected {extra:?}",
+            dir.display()
+        );
+    }
+    for (key, path) in &saved {
+        let bytes =
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        assert!(
+            bytes == expected[&(key.partition, key.offset)],
+            "{} does not hold the bytes of {topic}[{}]@{} ({} bytes instead of {})",
+            path.display(),
+            key.partition,
+            key.offset,
+            bytes.len(),
+            expected[&(key.partition, key.offset)].len()
+        );
+    }
+    let temps = temp_files(dir);
+    assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
+}
+
+/// The committed offsets `group` should have after handling everything:
+/// each partition's end offset.
+fn all_committed(ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, Option<i64>> {
+    ends.iter().map(|(p, end)| (*p, Some(*end))).collect()
+}
+
+#[test]
+fn resumes_after_restart_at_first_unhandled_message() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (first_dir, second_dir) = (dir.path().join("saved-1"), dir.path().join("saved-2"));
+
+    let first = produce_map(&kafka, &topic, &spread(10, 1, 0));
+    let config = write_config(
+        &dir.path().join("run-1"),
+        &save_all_config(&kafka, &[&topic], Some(&group), &first_dir, ""),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_until("the first 10 messages to be saved", SETTLE, || {
+        count_saved(&first_dir) == 10
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&first_dir, &topic, &first);
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([(0, Some(10))])
+    );
+
+    let second = produce_map(&kafka, &topic, &spread(5, 1, 10));
+    assert_eq!(
+        second.keys().map(|k| k.1).collect::<Vec<_>>(),
+        [10, 11, 12, 13, 14]
+    );
+    let config = write_config(
+        &dir.path().join("run-2"),
+        &save_all_config(&kafka, &[&topic], Some(&group), &second_dir, ""),
+    );
+    let mut host = start_host(&config, &[]);
+    // A partition is handled in order: once offset 14 is saved, anything the
+    // host (wrongly) re-read from before 10 would be saved too.
+    host.wait_until("offset 14 to be saved", SETTLE, || {
+        saved_offsets(&second_dir, &topic).contains(&(0, 14))
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&second_dir, &topic, &second);
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([(0, Some(15))])
+    );
+}
+
+#[test]
+fn scans_from_earliest_without_group_and_commits_nothing() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let expected = produce_map(&kafka, &topic, &spread(20, 2, 0));
+    let groups_before: BTreeSet<String> = kafka.groups().into_iter().collect();
+
+    let config = write_config(
+        dir.path(),
+        &save_all_config(&kafka, &[&topic], None, &saved, "start = \"earliest\""),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_until("all 20 messages to be saved", SETTLE, || {
+        count_saved(&saved) == 20
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&saved, &topic, &expected);
+
+    // No group at all, old or new, has committed an offset on the topic.
+    let groups: Vec<String> = kafka.groups();
+    assert!(
+        groups.iter().any(|g| !groups_before.contains(g)),
+        "the host's consumer should show up as a (commit-less) group; groups: {groups:?}"
+    );
+    for group in &groups {
+        let committed = kafka.committed_offsets(group, &topic);
+        assert!(
+            committed.values().all(Option::is_none),
+            "group {group} committed {committed:?} on {topic}, but the config has no group_id"
+        );
+    }
+}
+
+#[test]
+fn since_until_reads_exactly_the_range_on_every_partition() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+
+    // Message i at base + i s on partition i % 3: 10 per partition, each
+    // partition's timestamps increasing. The range [base+5s, base+20s)
+    // holds i = 5..20: 15 messages, 5 on each partition, including the one
+    // exactly at `since` and excluding the one exactly at `until`.
+    let base = (alerthost_tests::now_millis() - 10 * 60_000) / 1000 * 1000;
+    let messages: Vec<Outgoing> = (0..30)
+        .map(|i| Outgoing::new(i % 3, payload(i as usize)).at(base + i64::from(i) * 1000))
+        .collect();
+    let offsets = kafka.produce(&topic, &messages);
+    let in_range: BTreeMap<(i32, i64), Vec<u8>> = messages
+        .iter()
+        .zip(offsets)
+        .filter(|(m, _)| (base + 5000..base + 20_000).contains(&m.timestamp.unwrap()))
+        .map(|(m, offset)| ((m.partition, offset), m.value.clone()))
+        .collect();
+    assert_eq!(in_range.len(), 15);
+    let (since, until) = (rfc3339_millis(base + 5000), rfc3339_millis(base + 20_000));
+
+    let config = write_config(
+        dir.path(),
+        &save_all_config(&kafka, &[&topic], Some(&group), &saved, ""),
+    );
+    let mut host = start_host(&config, &["--since", &since, "--until", &until]);
+    let status = host.wait_exit(SETTLE);
+    assert!(
+        status.success(),
+        "a time-range run ends by itself with status 0, got {status}:\n{}",
+        host.stderr()
+    );
+    assert_saved_exactly(&saved, &topic, &in_range);
+    let per_partition = in_range
+        .keys()
+        .fold(BTreeMap::new(), |mut m: BTreeMap<i32, usize>, k| {
+            *m.entry(k.0).or_default() += 1;
+            m
+        });
+    assert_eq!(per_partition, BTreeMap::from([(0, 5), (1, 5), (2, 5)]));
+    // Nothing is committed in a time-range run, even with a group.
+    let committed = kafka.committed_offsets(&group, &topic);
+    assert!(
+        committed.values().all(Option::is_none),
+        "a time-range run committed {committed:?}"
+    );
+}
+
+#[test]
+fn failed_save_is_not_committed_and_is_delivered_again() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let expected = produce_map(&kafka, &topic, &spread(6, 1, 0));
+
+    // A directory where the file of offset 3 must go: renaming the saved
+    // file onto it fails (EISDIR), even for root.
+    let blocked = saved
+        .join(&topic)
+        .join("partition=0")
+        .join(format!("{topic}+0+3.bin"));
+    std::fs::create_dir_all(&blocked).unwrap();
+
+    let config = write_config(
+        dir.path(),
+        &save_all_config(&kafka, &[&topic], Some(&group), &saved, ""),
+    );
+    let mut host = start_host(&config, &[]);
+    let status = host.wait_exit(SETTLE);
+    let stderr = host.stderr();
+    assert!(
+        !status.success(),
+        "a save that cannot be written must stop the host with an error; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&blocked.display().to_string()),
+        "the error names the file that could not be written ({}); stderr:\n{stderr}",
+        blocked.display()
+    );
+    // Nothing at or past the failed message is saved or committed.
+    assert_eq!(
+        saved_offsets(&saved, &topic),
+        BTreeSet::from([(0, 0), (0, 1), (0, 2)])
+    );
+    let committed = kafka.committed_offsets(&group, &topic)[&0];
+    assert!(
+        committed.unwrap_or(0) <= 3,
+        "committed {committed:?}: past offset 3, whose save failed"
+    );
+
+    // Fix the sink: the message is delivered again and saved.
+    std::fs::remove_dir_all(&blocked).unwrap();
+    let mut host = start_host(&config, &[]);
+    host.wait_until("all 6 messages to be saved", SETTLE, || {
+        count_saved(&saved) == 6
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&saved, &topic, &expected);
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([(0, Some(6))])
+    );
+}
+
+/// A unified-schema JSON notice at (ra, dec).
+fn notice(i: usize, ra: f64, dec: f64) -> Vec<u8> {
+    format!(r#"{{"mission": "TEST", "trigger_time": "2026-01-01T00:00:{:02}Z", "ra": {ra}, "dec": {dec}, "ra_dec_error": 0.1, "n": {i}}}"#, i % 60)
+        .into_bytes()
+}
+
+#[test]
+fn forward_is_on_target_topic_before_source_offset_is_committed() {
+    let kafka = require_kafka!();
+    let (source, target, group) = (random_topic(), random_topic(), random_group());
+    kafka.create_topic(&source, 2);
+    kafka.create_topic(&target, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[source]
+bootstrap_servers = {servers}
+topics = [{source}]
+group_id = {group}
+commit_interval_ms = 100
+
+[sinks.summaries]
+type = "kafka"
+topic = {target}
+
+[[handler]]
+name = "sky"
+component = {component}
+topics = [{source}]
+forward_to = ["summaries"]
+on_error = "stop"
+params = {{ ra = "10", dec = "20", radius = "5", sink = "summaries" }}
+"#,
+            servers = toml_str(kafka.servers()),
+            source = toml_str(&source),
+            target = toml_str(&target),
+            group = toml_str(&group),
+            component = toml_str(example("sky_region").to_str().unwrap()),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_for_stderr("partitions assigned", SETTLE);
+
+    // Source messages inside the cone, by (partition, offset).
+    let mut inside: BTreeSet<(i32, i64)> = BTreeSet::new();
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut samples = 0;
+    for batch in 0..4 {
+        // Even k inside the cone, odd k far outside; both on both partitions.
+        let is_inside = |k: usize| k % 2 == 0;
+        let messages: Vec<Outgoing> = (0..20)
+            .map(|k| {
+                let i = batch * 20 + k;
+                let (ra, dec) = if is_inside(k) {
+                    (10.0 + 0.1 * (k as f64), 20.0)
+                } else {
+                    (200.0, -40.0)
+                };
+                Outgoing::new(((k / 2) % 2) as i32, notice(i, ra, dec))
+            })
+            .collect();
+        let offsets = kafka.produce(&source, &messages);
+        for (k, (m, offset)) in messages.iter().zip(offsets).enumerate() {
+            if is_inside(k) {
+                inside.insert((m.partition, offset));
+            }
+            let end = ends.entry(m.partition).or_default();
+            *end = (*end).max(offset + 1);
+        }
+        // Sample while the host works: whatever is committed has every
+        // forward of the offsets before it on the target topic already.
+        host.wait_until("the batch to be committed", SETTLE, || {
+            samples += 1;
+            let committed = kafka.committed_offsets(&group, &source);
+            let forwarded: BTreeSet<(i32, i64)> = kafka
+                .read_topic(&target)
+                .iter()
+                .map(|r| (parse_header(r, "alerthost.source.partition"), parse_header(r, "alerthost.source.offset")))
+                .collect();
+            for (&partition, &position) in &committed {
+                let position = position.unwrap_or(0);
+                let missing: Vec<_> = inside
+                    .iter()
+                    .filter(|(p, o)| *p == partition && *o < position && !forwarded.contains(&(*p, *o)))
+                    .collect();
+                assert!(
+                    missing.is_empty(),
+                    "{source}[{partition}] is committed up to {position}, but the forwards of {missing:?} are not on {target}"
+                );
+            }
+            committed == all_committed(&ends)
+        });
+    }
+    host.stop_cleanly();
+    assert!(samples >= 4);
+
+    let records = kafka.read_topic(&target);
+    let version = host_handler_version(&host.stderr());
+    let mut forwarded = BTreeSet::new();
+    for record in &records {
+        assert_eq!(
+            record.header("alerthost.source.topic").as_deref(),
+            Some(source.as_str()),
+            "{record:?}"
+        );
+        assert_eq!(
+            record.header("alerthost.handler").as_deref(),
+            Some("sky"),
+            "{record:?}"
+        );
+        assert_eq!(
+            record.header("alerthost.handler.version").as_deref(),
+            Some(version.as_str()),
+            "{record:?}"
+        );
+        let key = (
+            parse_header(record, "alerthost.source.partition"),
+            parse_header(record, "alerthost.source.offset"),
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+        assert_eq!(
+            (
+                summary["topic"].as_str(),
+                summary["partition"].as_i64(),
+                summary["offset"].as_i64()
+            ),
+            (Some(source.as_str()), Some(i64::from(key.0)), Some(key.1)),
+            "the summary describes its source message"
+        );
+        assert!(
+            forwarded.insert(key),
+            "{key:?} was forwarded twice in a clean run"
+        );
+    }
+    assert_eq!(
+        forwarded, inside,
+        "exactly the alerts inside the cone are forwarded"
+    );
+    assert_eq!(
+        kafka.committed_offsets(&group, &source),
+        all_committed(&ends)
+    );
+}
+
+fn parse_header<T: std::str::FromStr>(record: &Received, name: &str) -> T {
+    record
+        .header(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "record {}@{} has no numeric header {name}",
+                record.partition, record.offset
+            )
+        })
+}
+
+/// The handler version the host logged when it loaded it (`version="..."`).
+fn host_handler_version(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("handler loaded"))
+        .unwrap_or_else(|| panic!("no `handler loaded` line in:\n{stderr}"));
+    let start = line.find("version=").expect("a version field") + "version=".len();
+    line[start..]
+        .trim_start_matches('"')
+        .split(|c: char| c == '"' || c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn kill_9_mid_stream_loses_nothing() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let t0 = Instant::now();
+    let expected = produce_map(&kafka, &topic, &spread(2000, 2, 0));
+    eprintln!("TIMING produced {:?}", t0.elapsed());
+
+    let config = write_config(
+        dir.path(),
+        &save_all_config(&kafka, &[&topic], Some(&group), &saved, ""),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_until("200 messages to be saved", SETTLE, || {
+        count_saved(&saved) >= 200
+    });
+    host.kill_9();
+    eprintln!("TIMING killed {:?}", t0.elapsed());
+    let at_kill = count_saved(&saved);
+    assert!(
+        at_kill < 2000,
+        "everything was saved before the kill; the test needs more messages"
+    );
+
+    let mut host = start_host(&config, &[]);
+    host.wait_until(
+        "all 2000 messages to be saved",
+        Duration::from_secs(90),
+        || count_saved(&saved) == 2000,
+    );
+    host.stop_cleanly();
+    // Every offset exactly once (files are named by offset), with its exact
+    // bytes, and no temporary file left by the killed process.
+    assert_saved_exactly(&saved, &topic, &expected);
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        all_committed(&kafka.end_offsets(&topic))
+    );
+}
+
+#[test]
+fn sigterm_commits_everything_handled_and_exits_0() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let expected = produce_map(&kafka, &topic, &spread(300, 3, 0));
+
+    // Periodic commits are an hour apart: only the shutdown commits.
+    let text = save_all_config(&kafka, &[&topic], Some(&group), &saved, "")
+        .replace("commit_interval_ms = 200", "commit_interval_ms = 3600000");
+    let config = write_config(dir.path(), &text);
+    let mut host = start_host(&config, &[]);
+    host.wait_until("all 300 messages to be saved", SETTLE, || {
+        count_saved(&saved) == 300
+    });
+    let started = Instant::now();
+    host.stop_cleanly();
+    eprintln!("shutdown took {:?}", started.elapsed());
+    assert_saved_exactly(&saved, &topic, &expected);
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([(0, Some(100)), (1, Some(100)), (2, Some(100))])
+    );
+    assert!(
+        host.stderr().contains("300 messages read"),
+        "the summary counts every message:\n{}",
+        host.stderr()
+    );
+}
+
+#[test]
+fn two_hosts_in_one_group_split_partitions_and_handle_every_message() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("saved-a"), dir.path().join("saved-b"));
+    let config_a = write_config(
+        &dir.path().join("a"),
+        &save_all_config(&kafka, &[&topic], Some(&group), &dir_a, ""),
+    );
+    let config_b = write_config(
+        &dir.path().join("b"),
+        &save_all_config(&kafka, &[&topic], Some(&group), &dir_b, ""),
+    );
+
+    let mut a = start_host(&config_a, &[]);
+    a.wait_for_stderr("partitions assigned", SETTLE);
+    let mut b = start_host(&config_b, &[]);
+    b.wait_for_stderr("partitions assigned", SETTLE);
+    // The group has split once `a` has given up partitions to `b`.
+    a.wait_for_stderr("partitions revoked", SETTLE);
+    wait_for_assignment(&mut a, 2);
+
+    let expected = produce_map(&kafka, &topic, &spread(400, 4, 0));
+    let total = |a: &Path, b: &Path| count_saved(a) + count_saved(b);
+    a.wait_until(
+        "all 400 messages to be saved by the two hosts",
+        SETTLE,
+        || total(&dir_a, &dir_b) >= 400,
+    );
+    b.assert_running();
+    a.signal("TERM");
+    b.signal("TERM");
+    for host in [&mut a, &mut b] {
+        let status = host.wait_exit(SETTLE);
+        assert!(
+            status.success(),
+            "SIGTERM ends each host with status 0, got {status}"
+        );
+    }
+
+    let saved_a = saved_offsets(&dir_a, &topic);
+    let saved_b = saved_offsets(&dir_b, &topic);
+    assert!(
+        !saved_a.is_empty() && !saved_b.is_empty(),
+        "both hosts handle messages: a={} b={}",
+        saved_a.len(),
+        saved_b.len()
+    );
+    let union: BTreeSet<(i32, i64)> = saved_a.union(&saved_b).copied().collect();
+    assert_eq!(union, expected.keys().copied().collect::<BTreeSet<_>>());
+    // With a stable split, each partition belongs to one host.
+    let parts_a: BTreeSet<i32> = saved_a.iter().map(|k| k.0).collect();
+    let parts_b: BTreeSet<i32> = saved_b.iter().map(|k| k.0).collect();
+    assert!(
+        parts_a.is_disjoint(&parts_b),
+        "a has {parts_a:?}, b has {parts_b:?}"
+    );
+    assert_eq!(parts_a.len() + parts_b.len(), 4);
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([
+            (0, Some(100)),
+            (1, Some(100)),
+            (2, Some(100)),
+            (3, Some(100))
+        ])
+    );
+}
+
+/// Wait until the host's latest `partitions assigned` line lists `count`
+/// partitions.
+fn wait_for_assignment(host: &mut Host, count: usize) {
+    let latest = |host: &Host| {
+        let stderr = host.stderr();
+        let line = stderr
+            .lines()
+            .rfind(|l| l.contains("partitions assigned"))?;
+        Some(line.matches('[').count())
+    };
+    let deadline = Instant::now() + SETTLE;
+    while latest(host) != Some(count) {
+        host.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the host's latest assignment is not {count} partitions"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn unreachable_broker_fails_within_30s_with_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = Kafka::new("127.0.0.1:1");
+    let config = write_config(
+        dir.path(),
+        &save_all_config(
+            &unreachable,
+            &["alerts"],
+            Some("g"),
+            &dir.path().join("saved"),
+            "",
+        ),
+    );
+    let started = Instant::now();
+    let mut host = start_host(&config, &[]);
+    let status = host.wait_exit(Duration::from_secs(30));
+    let elapsed = started.elapsed();
+    assert!(
+        !status.success(),
+        "an unreachable broker is an error, got {status}"
+    );
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+    let stderr = host.stderr();
+    assert!(
+        stderr.contains("127.0.0.1:1"),
+        "the error names the address:\n{stderr}"
+    );
+}
+
+#[test]
+fn unknown_config_key_names_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = Kafka::new("127.0.0.1:9092");
+    let text = save_all_config(
+        &kafka,
+        &["alerts"],
+        None,
+        &dir.path().join("saved"),
+        "comit_interval_ms = 5",
+    );
+    let config = write_config(dir.path(), &text);
+    let mut host = start_host(&config, &[]);
+    let status = host.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(2), "a config error exits 2");
+    let stderr = host.stderr();
+    assert!(
+        stderr.contains("comit_interval_ms"),
+        "the error names the key:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&config.display().to_string()),
+        "the error names the file:\n{stderr}"
+    );
+}
+
+#[test]
+fn missing_handler_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = Kafka::new("127.0.0.1:9092");
+    let missing = dir.path().join("handlers/not-built.wasm");
+    let text = save_all_config(&kafka, &["alerts"], None, &dir.path().join("saved"), "").replace(
+        &toml_str(example("save_all").to_str().unwrap()),
+        &toml_str(missing.to_str().unwrap()),
+    );
+    let config = write_config(dir.path(), &text);
+    let mut host = start_host(&config, &[]);
+    let status = host.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(2), "a config error exits 2");
+    let stderr = host.stderr();
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "the error names the missing file:\n{stderr}"
+    );
+}
+
+#[test]
+fn pattern_matching_nothing_warns_and_keeps_waiting() {
+    let kafka = require_kafka!();
+    let prefix = unique_name("alerthost-test-pattern");
+    let pattern = format!("^{prefix}-.*");
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let config = write_config(
+        dir.path(),
+        &save_all_config(
+            &kafka,
+            &[&pattern],
+            Some(&random_group()),
+            &saved,
+            r#"librdkafka = { "topic.metadata.refresh.interval.ms" = "500" }"#,
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_for_stderr("no topic matches this pattern", SETTLE);
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < quiet_until {
+        host.assert_running();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let topic = format!("{prefix}-late");
+    kafka.create_topic(&topic, 1);
+    let expected = produce_map(&kafka, &topic, &spread(3, 1, 0));
+    host.wait_until("the new topic's 3 messages to be saved", SETTLE, || {
+        count_saved(&saved) == 3
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&saved, &topic, &expected);
+}
+
+/// A GCN source (`domain`, `client_id`, secret from the environment).
+fn gcn_config(dir: &Path, with_kafka_sink: bool) -> String {
+    let sink = if with_kafka_sink {
+        "\n[sinks.copies]\ntype = \"kafka\"\ntopic = \"copies\"\n"
+    } else {
+        ""
+    };
+    let forward = if with_kafka_sink {
+        "forward_to = [\"copies\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"[source]
+domain = "localhost.invalid"
+client_id = "test-client-id"
+topics = ["gcn.classic.text.FERMI_GBM_FIN_POS"]
+{sink}
+[sinks.files]
+type = "file"
+dir = {dir}
+
+[[handler]]
+name = "save-all"
+component = {component}
+topics = ["gcn.classic.text.FERMI_GBM_FIN_POS"]
+save_to = "files"
+{forward}"#,
+        dir = toml_str(dir.join("saved").to_str().unwrap()),
+        component = toml_str(example("save_all").to_str().unwrap()),
+    )
+}
+
+#[test]
+fn gcn_oidc_recipe_is_accepted_by_the_built_librdkafka() {
+    use rdkafka::consumer::BaseConsumer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerthost.toml");
+    let config: alerthost::config::Config = toml::from_str(&gcn_config(dir.path(), false)).unwrap();
+    let env = [(
+        "GCN_CLIENT_SECRET".to_owned(),
+        "test-client-secret".to_owned(),
+    )];
+    let plan = config.validate(&path, &env).unwrap();
+    let get = |key: &str| plan.kafka.get(key).map(String::as_str);
+    assert_eq!(get("sasl.oauthbearer.method"), Some("oidc"));
+    assert_eq!(
+        get("sasl.mechanisms").or(get("sasl.mechanism")),
+        Some("OAUTHBEARER")
+    );
+    assert_eq!(
+        get("security.protocol")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("sasl_ssl")
+    );
+    assert_eq!(get("sasl.oauthbearer.client.id"), Some("test-client-id"));
+    assert_eq!(
+        get("sasl.oauthbearer.client.secret"),
+        Some("test-client-secret")
+    );
+    assert_eq!(
+        get("sasl.oauthbearer.token.endpoint.url"),
+        Some("https://auth.localhost.invalid/oauth2/token")
+    );
+    assert!(
+        get("bootstrap.servers").is_some_and(|s| s.contains("kafka.localhost.invalid")),
+        "{:?}",
+        plan.kafka
+    );
+
+    // librdkafka checks every property, OIDC included, when a client is made.
+    let mut client = rdkafka::ClientConfig::new();
+    for (key, value) in &plan.kafka {
+        client.set(key, value);
+    }
+    client.set("group.id", "alerthost-test");
+    let consumer: Result<BaseConsumer, _> = client.create();
+    assert!(
+        consumer.is_ok(),
+        "the built librdkafka refuses the GCN recipe: {:?}",
+        consumer.err()
+    );
+    drop(consumer);
+
+    // The binary too: a dry run builds a Kafka sink that inherits the
+    // source's connection (the OIDC recipe) and creates its producer.
+    let config = write_config(dir.path(), &gcn_config(dir.path(), true));
+    let mut host = start_alerthost(
+        &["run", "--config", config.to_str().unwrap(), "--dry-run"],
+        &[("GCN_CLIENT_SECRET", "test-client-secret")],
+    );
+    let status = host.wait_exit(SETTLE);
+    assert!(
+        status.success(),
+        "a dry run with the GCN recipe succeeds, got {status}:\n{}",
+        host.stderr()
+    );
+    assert!(
+        host.stdout().contains("is valid"),
+        "stdout: {}",
+        host.stdout()
+    );
+    assert!(
+        !host.stderr().contains("test-client-secret")
+            && !host.stdout().contains("test-client-secret"),
+        "the secret is never printed"
+    );
+}
