@@ -61,6 +61,9 @@ pub enum Command {
     /// Run the example handlers on the sample GCN alerts through the whole
     /// pipeline, on an in-process Kafka: no broker, no credentials.
     Demo(DemoArgs),
+    /// Ask a running host to reload its config and handlers (SIGHUP). The
+    /// host also reloads by itself when a watched file changes.
+    Reload(ReloadArgs),
 }
 
 /// `alerthost demo`.
@@ -97,6 +100,21 @@ pub struct RunArgs {
     /// without consuming.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write the process id here (for `alerthost reload --pid-file`).
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+}
+
+/// `alerthost reload`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ReloadArgs {
+    /// The pid file a running host wrote (`alerthost run --pid-file`).
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// The process id of a running host.
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 /// Options that shape the sandbox of a handler.

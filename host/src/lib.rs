@@ -12,6 +12,7 @@ pub mod commands;
 pub mod commit;
 pub mod config;
 pub mod pipeline;
+pub mod reload;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use serde_json::json;
 
@@ -112,10 +113,9 @@ impl Stats {
 pub struct HandlerSpec {
     /// Its name.
     pub name: String,
-    /// The loaded version.
-    pub code: Arc<HandlerCode>,
-    /// Parameters for `init`.
-    pub params: Vec<(String, String)>,
+    /// The version to run, with its parameters; swapped atomically by a
+    /// reload. Workers pick up a new one between two messages.
+    pub current: ArcSwap<Deployed>,
     /// Its topics.
     pub topics: Vec<TopicSelector>,
     /// The file sink saves go to.
@@ -128,6 +128,15 @@ pub struct HandlerSpec {
     pub retries: u32,
     /// Dead-letter sink.
     pub dead_letter: String,
+}
+
+/// A handler version with the parameters it was checked with.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The loaded version.
+    pub code: Arc<HandlerCode>,
+    /// Parameters for `init`.
+    pub params: Vec<(String, String)>,
 }
 
 /// One message for one worker.
@@ -163,23 +172,27 @@ impl Workers {
         for index in 0..count {
             let mut live = Vec::with_capacity(handlers.len());
             for spec in handlers.iter() {
-                let (handler, logs) = LiveHandler::new(spec.code.clone(), spec.params.clone())
-                    .map_err(|failure| {
-                        anyhow::anyhow!(
-                            "handler `{}` ({}) cannot start: {failure}",
-                            spec.name,
-                            spec.code
-                                .info()
-                                .path
-                                .as_deref()
-                                .unwrap_or(std::path::Path::new("?"))
-                                .display()
-                        )
-                    })?;
+                let deployed = spec.current.load_full();
+                let (handler, logs) =
+                    LiveHandler::new(deployed.code.clone(), deployed.params.clone()).map_err(
+                        |failure| {
+                            anyhow::anyhow!(
+                                "handler `{}` ({}) cannot start: {failure}",
+                                spec.name,
+                                deployed
+                                    .code
+                                    .info()
+                                    .path
+                                    .as_deref()
+                                    .unwrap_or(std::path::Path::new("?"))
+                                    .display()
+                            )
+                        },
+                    )?;
                 if index == 0 {
-                    emit_logs(spec, None, &logs);
+                    emit_logs(spec, deployed.code.version(), None, &logs);
                 }
-                live.push(handler);
+                live.push((deployed, handler));
             }
             let (tx, rx) = sync_channel(WORKER_QUEUE);
             let worker = Worker {
@@ -221,7 +234,8 @@ impl Workers {
 
 struct Worker {
     handlers: Arc<Vec<HandlerSpec>>,
-    live: Vec<LiveHandler>,
+    /// Per handler: the version this worker runs and its instance.
+    live: Vec<(Arc<Deployed>, LiveHandler)>,
     sinks: Arc<BTreeMap<String, Sink>>,
     shared: Arc<Shared>,
 }
@@ -250,15 +264,31 @@ impl Worker {
     fn handle_job(&mut self, job: &Job) -> Result<(), Halt> {
         for &index in &job.handlers {
             let spec = &self.handlers[index];
-            let live = &mut self.live[index];
+            let (running, live) = &mut self.live[index];
+            // A reload swapped in a new version: take it up between messages.
+            let current = spec.current.load();
+            if !Arc::ptr_eq(&current, running) {
+                match LiveHandler::new(current.code.clone(), current.params.clone()) {
+                    Ok((handler, _)) => {
+                        tracing::info!(handler = %spec.name, from = running.code.version(), to = current.code.version(), "worker switched to the new version");
+                        *running = arc_swap::Guard::into_inner(current);
+                        *live = handler;
+                    }
+                    Err(failure) => {
+                        tracing::warn!(handler = %spec.name, version = current.code.version(), error = %failure, "cannot start the new version here; staying on the old one")
+                    }
+                }
+            }
+            let version = running.code.version().to_owned();
+            let version = version.as_str();
             let mut attempt = 0;
             loop {
                 let report = live.handle(&job.msg);
-                emit_logs(spec, Some(&job.msg), &report.logs);
+                emit_logs(spec, version, Some(&job.msg), &report.logs);
                 let failure = match report.outcome {
                     Ok(actions) => match check_actions(spec, &actions, &self.sinks) {
                         Ok(()) => {
-                            execute(spec, job, &actions, &self.sinks, &self.shared)?;
+                            execute(spec, version, job, &actions, &self.sinks, &self.shared)?;
                             break;
                         }
                         Err(failure) => failure,
@@ -274,23 +304,22 @@ impl Worker {
                     OnError::Retry if attempt < spec.retries => {
                         attempt += 1;
                         let backoff = Duration::from_millis(100 << attempt.min(6));
-                        tracing::warn!(handler = %spec.name, version = spec.code.version(), message = %at, attempt, error = %failure, "handler failed; retrying in {backoff:?}");
+                        tracing::warn!(handler = %spec.name, version, message = %at, attempt, error = %failure, "handler failed; retrying in {backoff:?}");
                         std::thread::sleep(backoff);
                     }
                     OnError::Skip => {
-                        tracing::warn!(handler = %spec.name, version = spec.code.version(), message = %at, error = %failure, "handler failed; skipping the message (on_error = skip)");
+                        tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, "handler failed; skipping the message (on_error = skip)");
                         break;
                     }
                     OnError::Stop => {
                         return Err(Halt::Fatal(format!(
-                            "handler `{}` (version {}) failed on {at} and its policy is `stop`: {failure}",
+                            "handler `{}` (version {version}) failed on {at} and its policy is `stop`: {failure}",
                             spec.name,
-                            spec.code.version()
                         )));
                     }
                     OnError::DeadLetter | OnError::Retry => {
-                        tracing::warn!(handler = %spec.name, version = spec.code.version(), message = %at, error = %failure, sink = %spec.dead_letter, "handler failed; writing a dead letter");
-                        dead_letter(spec, job, &failure, &self.sinks, &self.shared)?;
+                        tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, sink = %spec.dead_letter, "handler failed; writing a dead letter");
+                        dead_letter(spec, version, job, &failure, &self.sinks, &self.shared)?;
                         Stats::bump(&self.shared.stats.dead_lettered);
                         break;
                     }
@@ -301,11 +330,10 @@ impl Worker {
     }
 }
 
-fn emit_logs(spec: &HandlerSpec, msg: Option<&Message>, logs: &[LogLine]) {
+fn emit_logs(spec: &HandlerSpec, version: &str, msg: Option<&Message>, logs: &[LogLine]) {
     let (topic, partition, offset) =
         msg.map_or(("", -1, -1), |m| (m.topic.as_str(), m.partition, m.offset));
     for line in logs {
-        let version = spec.code.version();
         let text = &line.text;
         match level_str(line.level) {
             "error" => {
@@ -358,7 +386,12 @@ fn check_actions(
     Ok(())
 }
 
-fn provenance<'a>(spec: &'a HandlerSpec, msg: &Message, out: &mut Vec<(&'a str, Option<Vec<u8>>)>) {
+fn provenance(
+    spec: &HandlerSpec,
+    version: &str,
+    msg: &Message,
+    out: &mut Vec<(&str, Option<Vec<u8>>)>,
+) {
     out.push((
         "alerthost.source.topic",
         Some(msg.topic.clone().into_bytes()),
@@ -374,12 +407,13 @@ fn provenance<'a>(spec: &'a HandlerSpec, msg: &Message, out: &mut Vec<(&'a str, 
     out.push(("alerthost.handler", Some(spec.name.clone().into_bytes())));
     out.push((
         "alerthost.handler.version",
-        Some(spec.code.version().as_bytes().to_vec()),
+        Some(version.as_bytes().to_vec()),
     ));
 }
 
 fn execute(
     spec: &HandlerSpec,
+    version: &str,
     job: &Job,
     actions: &[Action],
     sinks: &BTreeMap<String, Sink>,
@@ -403,7 +437,7 @@ fn execute(
                         spec.name, msg.topic, msg.partition, msg.offset, path.display()
                     ))
                 })?;
-                tracing::debug!(handler = %spec.name, version = spec.code.version(), topic = %msg.topic, partition = msg.partition, offset = msg.offset, path = %path.display(), "saved");
+                tracing::debug!(handler = %spec.name, version, topic = %msg.topic, partition = msg.partition, offset = msg.offset, path = %path.display(), "saved");
                 decision.push("save");
             }
             Action::Forward(forward) => {
@@ -420,7 +454,7 @@ fn execute(
                         .map(|h| (h.name.as_str(), h.value.clone()))
                         .collect(),
                 };
-                provenance(spec, msg, &mut headers);
+                provenance(spec, version, msg, &mut headers);
                 match &sinks[&forward.sink] {
                     Sink::Kafka(sink) => {
                         shared.commits.lock().hold(&job.tp, msg.offset);
@@ -442,7 +476,7 @@ fn execute(
                     Sink::Stdout => print_json_line(&json!({
                         "sink": forward.sink,
                         "handler": spec.name,
-                        "version": spec.code.version(),
+                        "version": version,
                         "topic": msg.topic,
                         "partition": msg.partition,
                         "offset": msg.offset,
@@ -467,7 +501,7 @@ fn execute(
     if decision.contains(&"forward") {
         Stats::bump(&stats.forwarded);
     }
-    tracing::debug!(handler = %spec.name, version = spec.code.version(), topic = %msg.topic, partition = msg.partition, offset = msg.offset, decision = %if decision.is_empty() { "drop".to_owned() } else { decision.join("+") }, "handled");
+    tracing::debug!(handler = %spec.name, version, topic = %msg.topic, partition = msg.partition, offset = msg.offset, decision = %if decision.is_empty() { "drop".to_owned() } else { decision.join("+") }, "handled");
     Ok(())
 }
 
@@ -504,6 +538,7 @@ fn print_json_line(value: &serde_json::Value) {
 /// handler's dead-letter sink, durably.
 fn dead_letter(
     spec: &HandlerSpec,
+    version: &str,
     job: &Job,
     failure: &HandlerFailure,
     sinks: &BTreeMap<String, Sink>,
@@ -515,7 +550,7 @@ fn dead_letter(
         .unwrap_or_default();
     let record = json!({
         "handler": spec.name,
-        "version": spec.code.version(),
+        "version": version,
         "error": { "kind": failure.kind, "text": failure.text },
         "time": now,
         "topic": msg.topic,
@@ -552,7 +587,7 @@ fn dead_letter(
                 .iter()
                 .map(|h| (h.name.as_str(), h.value.clone()))
                 .collect();
-            provenance(spec, msg, &mut headers);
+            provenance(spec, version, msg, &mut headers);
             headers.push((
                 "alerthost.error.kind",
                 Some(failure.kind.as_str().as_bytes().to_vec()),

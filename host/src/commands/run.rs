@@ -8,7 +8,10 @@ use anyhow::Context as _;
 
 use crate::cli::{EXIT_HANDLER_FAILED, EXIT_OK, RunArgs};
 use crate::config::{Config, Plan, SinkConfig};
-use crate::pipeline::{HandlerSpec, Shared, Workers};
+use arc_swap::ArcSwap;
+
+use crate::pipeline::{Deployed, HandlerSpec, Shared, Workers};
+use crate::reload::{Reloader, Trigger};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::sink::kafka::connection_properties;
 use crate::sink::{FileSink, KafkaSink, Sink};
@@ -34,6 +37,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(since), Some(until)) = (bounds.since, bounds.until) {
         anyhow::ensure!(since < until, "--since must be before --until");
     }
+    if let Some(pid_file) = &args.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write the pid file {}", pid_file.display()))?;
+    }
     run_plan(plan, bounds, args.reset, args.dry_run, true)
 }
 
@@ -46,11 +53,11 @@ pub fn run_plan(
     progress: bool,
 ) -> anyhow::Result<ExitCode> {
     let shared = Arc::new(Shared::default());
-    let runtime = Runtime::new(&RuntimeOptions {
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions {
         fuel: plan.handlers.iter().any(|h| h.config.limits.fuel.is_some()),
         pooling: false,
         cache_dir: plan.cache_dir.clone(),
-    })?;
+    })?);
     let mut handlers = Vec::new();
     for handler in &plan.handlers {
         let config = &handler.config;
@@ -67,8 +74,10 @@ pub fn run_plan(
         );
         handlers.push(HandlerSpec {
             name: config.name.clone(),
-            code: Arc::new(code),
-            params: config.params.clone().into_iter().collect(),
+            current: ArcSwap::from_pointee(Deployed {
+                code: Arc::new(code),
+                params: config.params.clone().into_iter().collect(),
+            }),
             topics: handler.topics.clone(),
             save_to: config.save_to.clone(),
             forward_to: config.forward_to.clone(),
@@ -96,6 +105,20 @@ pub fn run_plan(
         return Ok(ExitCode::from(EXIT_OK));
     }
 
+    // Time-range runs (and the demo) end by themselves; only a long-running
+    // host follows file changes.
+    let reload = if bounds.since.is_none() && bounds.until.is_none() && !bounds.until_now {
+        Some(
+            Arc::new(Reloader::new(
+                runtime.clone(),
+                handlers.clone(),
+                plan.clone(),
+            ))
+            .watch()?,
+        )
+    } else {
+        None
+    };
     let source = Source::connect(
         SourceOptions {
             kafka: plan.kafka.clone(),
@@ -109,7 +132,7 @@ pub fn run_plan(
         },
         shared.clone(),
     )?;
-    watch_signals(shared.clone());
+    watch_signals(shared.clone(), reload);
     let fatal = source.run(&handlers, workers);
     for sink in sinks.values() {
         if let Sink::Kafka(sink) = sink
@@ -157,7 +180,8 @@ fn build_sinks(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<BTreeMap<Str
 
 /// SIGINT or SIGTERM: stop fetching, finish what is in flight, commit, exit
 /// 0. A second signal exits at once (the group resumes from the last commit).
-fn watch_signals(shared: Arc<Shared>) {
+/// SIGHUP: reload the config and every handler.
+fn watch_signals(shared: Arc<Shared>, reload: Option<std::sync::mpsc::Sender<Trigger>>) {
     std::thread::Builder::new()
         .name("alerthost-signals".into())
         .spawn(move || {
@@ -170,7 +194,11 @@ fn watch_signals(shared: Arc<Shared>) {
             };
             runtime.block_on(async move {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::hangup()),
+                ) else {
                     tracing::warn!("cannot install signal handlers");
                     return;
                 };
@@ -179,6 +207,16 @@ fn watch_signals(shared: Arc<Shared>) {
                     tokio::select! {
                         _ = term.recv() => {},
                         _ = int.recv() => {},
+                        _ = hup.recv() => {
+                            match &reload {
+                                Some(reload) => {
+                                    tracing::info!("SIGHUP: reloading the config and handlers");
+                                    let _ = reload.send(Trigger::Config);
+                                }
+                                None => tracing::info!("SIGHUP ignored: this run does not reload"),
+                            }
+                            continue;
+                        },
                     }
                     count += 1;
                     if count == 1 {

@@ -1,0 +1,144 @@
+// A small, non-validating XML scanner: enough to read VOEvents without a
+// dependency. It checks what a well-formed document needs (tags nest,
+// attributes are quoted, entities are known) and reports the offset of what
+// is wrong; the caller turns offsets into line numbers.
+
+const PREDEFINED = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+const NAME = /[^\s/>=<"']+/y;
+const SPACE = /\s*/y;
+
+/** A malformed document: `at` is the offset where the problem was found. */
+export class XmlError extends Error {
+  constructor(message, at) {
+    super(message);
+    this.at = at;
+  }
+}
+
+/** Replace character and predefined entity references in `text`. */
+export function decodeEntities(text, at = 0) {
+  if (!text.includes('&')) return text;
+  return text.replace(/&([^;&<]*);?/g, (whole, ref, offset) => {
+    if (!whole.endsWith(';')) throw new XmlError(`entity \`&${ref}\` is not terminated by \`;\``, at + offset);
+    if (ref.startsWith('#')) {
+      const hex = ref[1] === 'x';
+      const digits = ref.slice(hex ? 2 : 1);
+      const valid = hex ? /^[0-9a-fA-F]+$/.test(digits) : /^[0-9]+$/.test(digits);
+      const code = valid ? parseInt(digits, hex ? 16 : 10) : NaN;
+      if (!(code > 0 && code <= 0x10ffff) || (code >= 0xd800 && code <= 0xdfff)) {
+        throw new XmlError(`bad character reference \`&${ref};\``, at + offset);
+      }
+      return String.fromCodePoint(code);
+    }
+    if (Object.hasOwn(PREDEFINED, ref)) return PREDEFINED[ref];
+    throw new XmlError(`unknown entity \`&${ref};\``, at + offset);
+  });
+}
+
+/**
+ * Scan `text` into events, calling `onStart(name, attrs, at)`,
+ * `onEnd(name, at)` and `onText(text, at)`. Names keep their prefixes.
+ * Comments, processing instructions and the doctype are skipped; CDATA is
+ * text. An empty element gives a start and an end.
+ */
+export function scan(text, { onStart, onEnd, onText }) {
+  let i = 0;
+  const n = text.length;
+  const expect = (closing, what, from) => {
+    const end = text.indexOf(closing, i);
+    if (end < 0) throw new XmlError(`${what} not closed`, from);
+    return end;
+  };
+  while (i < n) {
+    const lt = text.indexOf('<', i);
+    const end = lt < 0 ? n : lt;
+    if (end > i) onText(decodeEntities(text.slice(i, end), i), i);
+    if (lt < 0) break;
+    i = lt;
+    if (text.startsWith('<!--', i)) {
+      i = expect('-->', 'comment', i) + 3;
+    } else if (text.startsWith('<![CDATA[', i)) {
+      const end = expect(']]>', 'CDATA section', i);
+      onText(text.slice(i + 9, end), i);
+      i = end + 3;
+    } else if (text.startsWith('<?', i)) {
+      i = expect('?>', 'processing instruction', i) + 2;
+    } else if (text.startsWith('<!', i)) {
+      // A doctype, possibly with an internal subset in brackets.
+      let depth = 0;
+      let j = i + 2;
+      for (; j < n; j++) {
+        const c = text[j];
+        if (c === '[') depth++;
+        else if (c === ']') depth--;
+        else if (c === '>' && depth <= 0) break;
+      }
+      if (j >= n) throw new XmlError('doctype not closed', i);
+      i = j + 1;
+    } else if (text.startsWith('</', i)) {
+      const start = i;
+      NAME.lastIndex = i + 2;
+      const m = NAME.exec(text);
+      if (!m) throw new XmlError('end tag without a name', start);
+      SPACE.lastIndex = NAME.lastIndex;
+      SPACE.exec(text);
+      if (text[SPACE.lastIndex] !== '>') throw new XmlError(`end tag </${m[0]}> not closed`, start);
+      i = SPACE.lastIndex + 1;
+      onEnd(m[0], start);
+    } else {
+      const start = i;
+      NAME.lastIndex = i + 1;
+      const m = NAME.exec(text);
+      if (!m) throw new XmlError('tag without a name', start);
+      const name = m[0];
+      const attrs = {};
+      let j = NAME.lastIndex;
+      for (;;) {
+        SPACE.lastIndex = j;
+        SPACE.exec(text);
+        const spaced = SPACE.lastIndex > j;
+        j = SPACE.lastIndex;
+        if (j >= n) throw new XmlError(`tag <${name}> not closed`, start);
+        if (text[j] === '>' || text.startsWith('/>', j)) break;
+        if (!spaced) throw new XmlError(`attributes of <${name}> must be separated by spaces`, j);
+        NAME.lastIndex = j;
+        const key = NAME.exec(text);
+        if (!key) throw new XmlError(`bad attribute in <${name}>`, j);
+        SPACE.lastIndex = NAME.lastIndex;
+        SPACE.exec(text);
+        if (text[SPACE.lastIndex] !== '=') throw new XmlError(`attribute \`${key[0]}\` of <${name}> has no value`, j);
+        SPACE.lastIndex += 1;
+        SPACE.exec(text);
+        const quote = text[SPACE.lastIndex];
+        if (quote !== '"' && quote !== "'") throw new XmlError(`attribute \`${key[0]}\` of <${name}> is not quoted`, j);
+        const valueStart = SPACE.lastIndex + 1;
+        const valueEnd = text.indexOf(quote, valueStart);
+        if (valueEnd < 0) throw new XmlError(`tag <${name}> not closed`, start);
+        const raw = text.slice(valueStart, valueEnd);
+        if (raw.includes('<')) throw new XmlError(`\`<\` in the value of attribute \`${key[0]}\``, valueStart);
+        if (Object.hasOwn(attrs, key[0])) throw new XmlError(`attribute \`${key[0]}\` given twice in <${name}>`, j);
+        // Attribute-value normalization: each whitespace character is a space.
+        attrs[key[0]] = decodeEntities(raw.replace(/[\t\n\r]/g, ' '), valueStart);
+        j = valueEnd + 1;
+      }
+      const empty = text.startsWith('/>', j);
+      i = j + (empty ? 2 : 1);
+      onStart(name, attrs, start);
+      if (empty) onEnd(name, start);
+    }
+  }
+}
+
+/** The local name of a prefixed name: `voe:VOEvent` → `VOEvent`. */
+export function localName(name) {
+  const colon = name.lastIndexOf(':');
+  return colon < 0 ? name : name.slice(colon + 1);
+}
+
+/** The 1-based line of offset `at` in `text`. */
+export function lineOf(text, at) {
+  let line = 1;
+  const end = Math.min(at, text.length);
+  for (let k = text.indexOf('\n'); k >= 0 && k < end; k = text.indexOf('\n', k + 1)) line++;
+  return line;
+}
