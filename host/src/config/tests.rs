@@ -140,3 +140,48 @@ fn cross_references_are_checked_with_names() {
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
 }
+
+/// Field names of a config table, read from serde's own "unknown field"
+/// error, so the list cannot drift from the structs.
+fn fields_of(section: &str) -> Vec<String> {
+    let text = match section {
+        "source" => "[source]\nzzz = 1\n".to_owned(),
+        "handler" => "[source]\ntopics = []\n[[handler]]\nzzz = 1\n".to_owned(),
+        "limits" => "[source]\ntopics = []\n[[handler]]\nname = \"h\"\ncomponent = \"c\"\ntopics = []\n[handler.limits]\nzzz = 1\n".to_owned(),
+        "runtime" => "[source]\ntopics = []\n[runtime]\nzzz = 1\n".to_owned(),
+        _ => unreachable!(),
+    };
+    let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
+    let expected = err
+        .split("`zzz`, expected ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no field list in: {err}"));
+    expected
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, name)| name.to_owned())
+        .collect()
+}
+
+#[test]
+fn readme_documents_every_config_key() {
+    let readme = include_str!("../../../README.md");
+    let mut missing = Vec::new();
+    for section in ["source", "handler", "limits", "runtime"] {
+        let fields = fields_of(section);
+        assert!(fields.len() >= 2, "{section}: {fields:?}");
+        for field in fields {
+            if !readme.contains(&format!("`{field}`"))
+                && !readme.contains(&format!(".{field}`"))
+                && !readme.contains(&format!("{field}`"))
+            {
+                missing.push(format!("{section}.{field}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's configuration reference lacks {missing:?}"
+    );
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// Build a JavaScript handler module into an alerthost component with
+// componentize-js (its API: the `jco componentize` CLI fails on some
+// machines).
+//
+//   node build.mjs HANDLER.js OUT.wasm [--wit DIR]
+//
+// The handler exports `handle` (and optionally `init`) or a class `Handler`;
+// see src/index.js. componentize-js is found in a node_modules next to (or
+// above) this file, else in $ALERTHOST_JS_NODE_MODULES. The WIT comes from
+// --wit, $ALERTHOST_WIT, ./wit next to this file (a vendored SDK), or the
+// repository's wit/ (this SDK in its repository).
+//
+// WASI features the handler world has no use for are disabled: `http` and
+// `fetch-event` would make the component import wasi:http, which alerthost
+// refuses.
+
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function usage(message) {
+  console.error(`${message}\nusage: node build.mjs HANDLER.js OUT.wasm [--wit DIR]`);
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+let wit = process.env.ALERTHOST_WIT;
+const positional = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--wit') wit = args[++i];
+  else positional.push(args[i]);
+}
+if (positional.length !== 2) usage('expected a handler module and an output file');
+const [handlerPath, outPath] = positional.map((p) => resolve(p));
+if (!existsSync(handlerPath)) usage(`no handler module at ${handlerPath}`);
+wit ??= [join(here, 'wit'), join(here, '..', '..', 'wit')].find((dir) => existsSync(join(dir, 'handler.wit')));
+if (!wit) usage('no WIT found: pass --wit DIR or set ALERTHOST_WIT');
+
+async function loadComponentizeJs() {
+  try {
+    return await import('@bytecodealliance/componentize-js');
+  } catch (first) {
+    const modules = process.env.ALERTHOST_JS_NODE_MODULES;
+    if (!modules) {
+      console.error(
+        'componentize-js is not installed: run `npm install` next to build.mjs ' +
+          '(or scripts/guest-toolchains.sh in the alerthost repository), ' +
+          'or set ALERTHOST_JS_NODE_MODULES to a node_modules that has it',
+      );
+      throw first;
+    }
+    const entry = join(modules, '@bytecodealliance', 'componentize-js', 'src', 'componentize.js');
+    return import(pathToFileURL(entry).href);
+  }
+}
+
+const { componentize } = await loadComponentizeJs();
+
+// componentize-js takes one module whose exports are the world's: write an
+// entry next to the handler (imports are resolved relative to it) that wires
+// the handler to the SDK's glue.
+const work = await mkdtemp(join(dirname(handlerPath), '.alerthost-build-'));
+const importPath = (target) => {
+  const rel = relative(work, target).split(sep).join('/');
+  return rel.startsWith('.') ? rel : `./${rel}`;
+};
+const entry = join(work, 'entry.js');
+await writeFile(
+  entry,
+  `import * as handler from ${JSON.stringify(importPath(handlerPath))};
+import { component } from ${JSON.stringify(importPath(join(here, 'src', 'component.js')))};
+const exported = component(handler);
+export function init(params) {
+  return exported.init(params);
+}
+export function handle(msg) {
+  return exported.handle(msg);
+}
+`,
+);
+// componentize-js lets the component's modules see only the working
+// directory (when the entry is inside it): work from the deepest directory
+// that holds both the handler and this SDK.
+const common = (a, b) => {
+  const [x, y] = [a.split(sep), b.split(sep)];
+  let k = 0;
+  while (k < x.length && k < y.length && x[k] === y[k]) k++;
+  return x.slice(0, k).join(sep) || sep;
+};
+process.chdir(common(dirname(handlerPath), here));
+try {
+  const { component } = await componentize({
+    sourcePath: entry,
+    witPath: wit,
+    worldName: 'handler',
+    disableFeatures: ['http', 'fetch-event'],
+  });
+  await mkdir(dirname(outPath), { recursive: true });
+  await writeFile(outPath, component);
+  console.error(`built ${outPath} (${component.length} bytes)`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}

@@ -1,0 +1,67 @@
+// Glue between componentize-js's bindings of the `alerthost:handler` world
+// and the SDK's plain types. Imported only by the entry module that
+// `build.mjs` writes; `log` (the world's host import) exists only inside a
+// component.
+
+import log from 'log';
+
+import { HandlerError, Message, Params, actionsOf, load, setLogSink } from './index.js';
+
+const some = (value) => (value === null || value === undefined ? undefined : value);
+
+function fromWit(msg) {
+  const ts = msg.timestamp;
+  return new Message(msg.topic, msg.value, {
+    partition: msg.partition,
+    offset: Number(msg.offset),
+    timestamp: ts ? { millis: Number(ts.millis), kind: ts.kind } : null,
+    key: msg.key ?? null,
+    headers: msg.headers.map((h) => ({ name: h.name, value: h.value ?? null })),
+  });
+}
+
+function toWit(action) {
+  if (action.kind === 'save') {
+    return { tag: 'save', val: { name: some(action.name), value: some(action.value) } };
+  }
+  return {
+    tag: 'forward',
+    val: {
+      sink: action.sink,
+      key: some(action.key),
+      value: some(action.value),
+      headers: action.headers ? action.headers.map((h) => ({ name: h.name, value: some(h.value) })) : undefined,
+    },
+  };
+}
+
+/**
+ * The world's `init` and `handle` exports for the handler of `module` (see
+ * `load` in index.js).
+ */
+export function component(module) {
+  const build = load(module);
+  setLogSink((level, text) => log(level, text));
+  let handleOne = null;
+  return {
+    init(params) {
+      try {
+        handleOne = build(new Params(params));
+      } catch (e) {
+        // `result<_, string>`: a thrown string is the error.
+        throw e instanceof Error && e.constructor === Error ? e.message : `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
+      }
+    },
+    handle(msg) {
+      if (!handleOne) throw { tag: 'fatal', val: 'handle called before init' };
+      let result;
+      try {
+        result = handleOne(fromWit(msg));
+      } catch (e) {
+        if (e instanceof HandlerError) throw { tag: e.kind, val: e.text };
+        throw e;
+      }
+      return actionsOf(result).map(toWit);
+    },
+  };
+}
