@@ -197,6 +197,7 @@ impl Workers {
             let (tx, rx) = sync_channel(WORKER_QUEUE);
             let worker = Worker {
                 handlers: handlers.clone(),
+                streaks: vec![0; live.len()],
                 live,
                 sinks: sinks.clone(),
                 shared: shared.clone(),
@@ -236,6 +237,9 @@ struct Worker {
     handlers: Arc<Vec<HandlerSpec>>,
     /// Per handler: the version this worker runs and its instance.
     live: Vec<(Arc<Deployed>, LiveHandler)>,
+    /// Per handler: messages failed in a row, to report a handler that keeps
+    /// failing.
+    streaks: Vec<u64>,
     sinks: Arc<BTreeMap<String, Sink>>,
     shared: Arc<Shared>,
 }
@@ -289,6 +293,7 @@ impl Worker {
                     Ok(actions) => match check_actions(spec, &actions, &self.sinks) {
                         Ok(()) => {
                             execute(spec, version, job, &actions, &self.sinks, &self.shared)?;
+                            self.streaks[index] = 0;
                             break;
                         }
                         Err(failure) => failure,
@@ -296,6 +301,11 @@ impl Worker {
                     Err(failure) => failure,
                 };
                 Stats::bump(&self.shared.stats.failed);
+                let streak = &mut self.streaks[index];
+                *streak += 1;
+                if streak.is_power_of_two() && *streak >= 8 {
+                    tracing::error!(handler = %spec.name, version, failures = *streak, last_error = %failure, "handler keeps failing: {} messages in a row", *streak);
+                }
                 let at = format!(
                     "{}[{}]@{}",
                     job.msg.topic, job.msg.partition, job.msg.offset

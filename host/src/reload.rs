@@ -105,7 +105,7 @@ impl Reloader {
         let restart = restart_needed(&self.plan(), &new);
         if !restart.is_empty() {
             anyhow::bail!(
-                "{} changed in ways that need a restart ({}); nothing was applied",
+                "{}: restart needed to apply {}; nothing was applied",
                 path.display(),
                 restart.join("; ")
             );
