@@ -3,7 +3,7 @@
 # 127.0.0.1, for the integration tests. The jars come from Maven Central and are
 # cached; the broker's state (pid, address, data, logs) lives in one directory.
 #
-# usage: scripts/kafka.sh start | stop | status | addr | clean
+# usage: scripts/kafka.sh start | stop | status | addr [oauth] | clean
 #        scripts/kafka.sh topics ARGS...   Kafka's TopicCommand against the broker
 #        scripts/kafka.sh groups ARGS...   Kafka's ConsumerGroupCommand against it
 #
@@ -11,7 +11,8 @@
 #           (127.0.0.1:PORT, the only line on stdout; progress goes to stderr)
 #   stop    stop the broker and wait for it to exit (its data is kept)
 #   status  say whether it runs; exit 0 if it does, 1 if not
-#   addr    print the bootstrap address of the running broker
+#   addr    print the bootstrap address of the running broker; `addr oauth`
+#           prints its SASL_PLAINTEXT + OAUTHBEARER one (see ALERTHOST_KAFKA_OAUTH)
 #   clean   delete the state directory (the broker must be stopped)
 #
 # environment (all optional):
@@ -21,6 +22,13 @@
 #   ALERTHOST_KAFKA_PORT     PLAINTEXT port         (default: a free one, the last
 #                            one used when it is still free)
 #   ALERTHOST_KAFKA_CONTROLLER_PORT  CONTROLLER port (default: likewise)
+#   ALERTHOST_KAFKA_OAUTH    1: also listen for SASL_PLAINTEXT with OAUTHBEARER
+#                            (a stand-in for GCN, without TLS). Kafka's default
+#                            validator checks each token: an unsigned JWT
+#                            (alg "none") with a `sub` and an unexpired `exp`
+#                            (and `iat` not in the future); connections must
+#                            re-authenticate before their token expires.
+#   ALERTHOST_KAFKA_OAUTH_PORT       its port (default: as for PLAINTEXT)
 #   ALERTHOST_KAFKA_START_TIMEOUT    seconds to wait for the broker (default 60)
 #   ALERTHOST_KAFKA_HEAP     JVM heap options       (default "-Xms128m -Xmx512m")
 #   ALERTHOST_KAFKA_PROPS    extra server.properties lines, e.g.
@@ -40,6 +48,7 @@ HEAP_OPTS=${ALERTHOST_KAFKA_HEAP:--Xms128m -Xmx512m}
 
 PID_FILE=$STATE_DIR/kafka.pid
 ADDR_FILE=$STATE_DIR/addr
+OAUTH_ADDR_FILE=$STATE_DIR/addr.oauth
 PORTS_FILE=$STATE_DIR/ports
 LOG_FILE=$STATE_DIR/server.log
 OUT_FILE=$STATE_DIR/stdout.log
@@ -163,12 +172,13 @@ port_in_use() {
 }
 
 # A port nobody listens on, below Linux's ephemeral range (32768-60999) so that
-# outgoing connections do not take it between now and the broker's bind.
+# outgoing connections do not take it between now and the broker's bind; not
+# one of the space-separated ports in $1.
 free_port() {
-    local avoid=${1:-0} port tries
+    local avoid=" ${1:-} " port tries
     for tries in $(seq 200); do
         port=$((20000 + RANDOM % 12000))
-        if [[ $port != "$avoid" ]] && ! port_in_use "$port"; then
+        if [[ $avoid != *" $port "* ]] && ! port_in_use "$port"; then
             echo "$port"
             return
         fi
@@ -177,31 +187,43 @@ free_port() {
 }
 
 # Use the port asked for (fail if it is taken), else the previous one when still
-# free, else a fresh one.
+# free, else a fresh one; never one of the space-separated ports in AVOID.
 choose_port() {
     local asked=$1 previous=$2 avoid=$3 what=$4
     if [[ -n $asked ]]; then
         port_in_use "$asked" && die "$what port $asked on 127.0.0.1 is already in use"
         echo "$asked"
-    elif [[ -n $previous && $previous != "$avoid" ]] && ! port_in_use "$previous"; then
+    elif [[ -n $previous && " $avoid " != *" $previous "* ]] && ! port_in_use "$previous"; then
         echo "$previous"
     else
         free_port "$avoid"
     fi
 }
 
+# The OAUTH listener (when OPORT is given) has no server callback handler, so
+# Kafka's OAuthBearerUnsecuredValidatorCallbackHandler checks its tokens; a
+# maximum session lifetime makes the broker close a connection whose token has
+# expired unless the client re-authenticated.
 write_config() {
-    local port=$1 cport=$2
+    local port=$1 cport=$2 oport=$3
+    local listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+    local advertised=PLAINTEXT://127.0.0.1:$port
+    local protocols=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+    if [[ -n $oport ]]; then
+        listeners+=,OAUTH://127.0.0.1:$oport
+        advertised+=,OAUTH://127.0.0.1:$oport
+        protocols+=,OAUTH:SASL_PLAINTEXT
+    fi
     cat >"$STATE_DIR/server.properties" <<EOF
 # Written by scripts/kafka.sh; rewritten at every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$DATA_DIR
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -211,6 +233,13 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+    if [[ -n $oport ]]; then
+        cat >>"$STATE_DIR/server.properties" <<EOF
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;
+listener.name.oauth.oauthbearer.connections.max.reauth.ms=3600000
+EOF
+    fi
     if [[ -n ${ALERTHOST_KAFKA_PROPS:-} ]]; then
         printf '%s\n' "$ALERTHOST_KAFKA_PROPS" >>"$STATE_DIR/server.properties"
     fi
@@ -258,6 +287,9 @@ cmd_start() {
     local pid
     pid=$(running_pid)
     if [[ -n $pid ]]; then
+        if [[ ${ALERTHOST_KAFKA_OAUTH:-} == 1 && ! -f $OAUTH_ADDR_FILE ]]; then
+            die "already running (pid $pid) without the OAuth listener; run: $0 stop"
+        fi
         say "already running (pid $pid)"
         cat "$ADDR_FILE"
         return
@@ -266,19 +298,22 @@ cmd_start() {
     fetch_jars
     mkdir -p "$STATE_DIR"
 
-    local prev_port="" prev_cport="" port cport
+    local prev_port="" prev_cport="" prev_oport="" port cport oport=""
     if [[ -f $PORTS_FILE ]]; then
-        read -r prev_port prev_cport <"$PORTS_FILE" || true
+        read -r prev_port prev_cport prev_oport <"$PORTS_FILE" || true
     fi
     port=$(choose_port "${ALERTHOST_KAFKA_PORT:-}" "$prev_port" "" PLAINTEXT)
     cport=$(choose_port "${ALERTHOST_KAFKA_CONTROLLER_PORT:-}" "$prev_cport" "$port" CONTROLLER)
+    if [[ ${ALERTHOST_KAFKA_OAUTH:-} == 1 ]]; then
+        oport=$(choose_port "${ALERTHOST_KAFKA_OAUTH_PORT:-}" "$prev_oport" "$port $cport" OAUTH)
+    fi
     local addr=127.0.0.1:$port
 
-    write_config "$port" "$cport"
+    write_config "$port" "$cport" "$oport"
     format_storage
 
-    say "starting Kafka $KAFKA_VERSION on $addr (controller 127.0.0.1:$cport), state in $STATE_DIR"
-    rm -f "$ADDR_FILE"
+    say "starting Kafka $KAFKA_VERSION on $addr (controller 127.0.0.1:$cport${oport:+, OAuth 127.0.0.1:$oport}), state in $STATE_DIR"
+    rm -f "$ADDR_FILE" "$OAUTH_ADDR_FILE"
     : >"$LOG_FILE"
     # shellcheck disable=SC2086 # HEAP_OPTS holds several options
     nohup java $HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true \
@@ -287,7 +322,7 @@ cmd_start() {
         >"$OUT_FILE" 2>&1 </dev/null 8>&- 9>&- &
     pid=$!
     echo "$pid" >"$PID_FILE"
-    echo "$port $cport" >"$PORTS_FILE"
+    echo "$port $cport${oport:+ $oport}" >"$PORTS_FILE"
 
     local deadline=$((SECONDS + START_TIMEOUT))
     until broker_ready "$addr"; do
@@ -303,6 +338,9 @@ cmd_start() {
         fi
         sleep 0.5
     done
+    if [[ -n $oport ]]; then
+        echo "127.0.0.1:$oport" >"$OAUTH_ADDR_FILE"
+    fi
     echo "$addr" >"$ADDR_FILE"
     say "ready (pid $pid)"
     echo "$addr"
@@ -323,7 +361,7 @@ stop_pid() {
             sleep 0.1
         done
     fi
-    rm -f "$PID_FILE" "$ADDR_FILE"
+    rm -f "$PID_FILE" "$ADDR_FILE" "$OAUTH_ADDR_FILE"
 }
 
 cmd_stop() {
@@ -331,7 +369,7 @@ cmd_stop() {
     pid=$(running_pid)
     if [[ -z $pid ]]; then
         say "not running"
-        rm -f "$PID_FILE" "$ADDR_FILE"
+        rm -f "$PID_FILE" "$ADDR_FILE" "$OAUTH_ADDR_FILE"
         return
     fi
     say "stopping pid $pid"
@@ -342,7 +380,9 @@ cmd_stop() {
 cmd_status() {
     local pid
     pid=$(running_pid)
-    if [[ -n $pid && -f $ADDR_FILE ]]; then
+    if [[ -n $pid && -f $ADDR_FILE && -f $OAUTH_ADDR_FILE ]]; then
+        echo "running: $(<"$ADDR_FILE"), OAuth $(<"$OAUTH_ADDR_FILE") (pid $pid, state in $STATE_DIR)"
+    elif [[ -n $pid && -f $ADDR_FILE ]]; then
         echo "running: $(<"$ADDR_FILE") (pid $pid, state in $STATE_DIR)"
     elif [[ -n $pid ]]; then
         echo "starting (pid $pid, state in $STATE_DIR)"
@@ -352,9 +392,17 @@ cmd_status() {
     fi
 }
 
+# The PLAINTEXT address, or with `oauth` the OAuth listener's.
 running_addr() {
     [[ -n $(running_pid) && -f $ADDR_FILE ]] || die "no broker running (state in $STATE_DIR); run: $0 start"
-    cat "$ADDR_FILE"
+    case ${1:-} in
+    "") cat "$ADDR_FILE" ;;
+    oauth)
+        [[ -f $OAUTH_ADDR_FILE ]] || die "the broker has no OAuth listener; restart it with ALERTHOST_KAFKA_OAUTH=1"
+        cat "$OAUTH_ADDR_FILE"
+        ;;
+    *) usage ;;
+    esac
 }
 
 cmd_clean() {
@@ -377,7 +425,7 @@ case ${1:-} in
 start) lock 9 "$STATE_DIR.lock" && cmd_start ;;
 stop) lock 9 "$STATE_DIR.lock" && cmd_stop ;;
 status) cmd_status ;;
-addr) running_addr ;;
+addr) running_addr "${2:-}" ;;
 clean) lock 9 "$STATE_DIR.lock" && cmd_clean ;;
 topics) shift && cmd_tool org.apache.kafka.tools.TopicCommand "$@" ;;
 groups) shift && cmd_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;

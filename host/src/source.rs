@@ -74,6 +74,7 @@ pub struct SourceContext {
     reset: Option<StartAt>,
     reset_done: Mutex<HashSet<TopicPartition>>,
     last_error: Mutex<Option<String>>,
+    auth_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for SourceContext {
@@ -107,6 +108,10 @@ impl ClientContext for SourceContext {
                 tracing::error!(
                     "kafka authentication failed: {reason} (check the client id and secret)"
                 );
+                *self
+                    .auth_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_owned());
             } else {
                 tracing::warn!("kafka client: {text}");
             }
@@ -283,6 +288,7 @@ impl Source {
             reset: options.reset,
             reset_done: Mutex::default(),
             last_error: Mutex::default(),
+            auth_error: Mutex::default(),
         };
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
@@ -292,22 +298,41 @@ impl Source {
             .get("bootstrap.servers")
             .cloned()
             .unwrap_or_default();
-        let metadata = consumer
-            .fetch_metadata(None, CONNECT_TIMEOUT)
-            .map_err(|error| {
-                let last = consumer
-                    .context()
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                anyhow::anyhow!(
-                    "cannot reach Kafka at {servers} within {}s: {error}{}",
-                    CONNECT_TIMEOUT.as_secs(),
-                    last.map(|l| format!(" (last client error: {l})"))
-                        .unwrap_or_default()
-                )
-            })?;
+        // Ask in short steps and poll in between: client errors (such as a
+        // refused token) reach the context only while the consumer is polled.
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let metadata = loop {
+            match consumer.fetch_metadata(None, Duration::from_millis(500)) {
+                Ok(metadata) => break metadata,
+                Err(error) => {
+                    let _ = consumer.poll(Duration::from_millis(100));
+                    let context = consumer.context();
+                    if let Some(auth) = context
+                        .auth_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone()
+                    {
+                        bail!(
+                            "cannot authenticate to Kafka at {servers}: {auth} (check the client id and secret)"
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        let last = context
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone();
+                        bail!(
+                            "cannot reach Kafka at {servers} within {}s: {error}{}",
+                            CONNECT_TIMEOUT.as_secs(),
+                            last.map(|l| format!(" (last client error: {l})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        };
         let existing: BTreeMap<String, usize> = metadata
             .topics()
             .iter()
