@@ -274,7 +274,7 @@ impl Worker {
             if !Arc::ptr_eq(&current, running) {
                 match LiveHandler::new(current.code.clone(), current.params.clone()) {
                     Ok((handler, _)) => {
-                        tracing::info!(handler = %spec.name, from = running.code.version(), to = current.code.version(), "worker switched to the new version");
+                        tracing::info!(handler = %spec.name, from = %running.code.version(), to = %current.code.version(), "worker switched to the new version");
                         *running = arc_swap::Guard::into_inner(current);
                         *live = handler;
                     }

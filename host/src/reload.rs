@@ -93,7 +93,7 @@ impl Reloader {
         })?;
         let version = code.version().to_owned();
         spec.current.store(Arc::new(Deployed { code, params }));
-        tracing::info!(handler = %spec.name, from = running.code.version(), to = %version, "handler swapped");
+        tracing::info!(handler = %spec.name, from = %running.code.version(), to = %version, "handler swapped");
         Ok(Some(version))
     }
 
@@ -140,15 +140,19 @@ impl Reloader {
     /// thread of its own. Returns a sender for manual triggers (SIGHUP).
     pub fn watch(self: Arc<Self>) -> anyhow::Result<Sender<Trigger>> {
         let (tx, rx) = channel::<Trigger>();
-        let mut paths: HashMap<PathBuf, Trigger> = HashMap::new();
+        // Several handlers may share one component file.
+        let mut paths: HashMap<PathBuf, Vec<Trigger>> = HashMap::new();
         {
             let plan = self.plan();
-            paths.insert(canonical(&plan.path), Trigger::Config);
+            paths
+                .entry(canonical(&plan.path))
+                .or_default()
+                .push(Trigger::Config);
             for (index, handler) in plan.handlers.iter().enumerate() {
-                paths.insert(
-                    canonical(&handler.config.component),
-                    Trigger::Component(index),
-                );
+                paths
+                    .entry(canonical(&handler.config.component))
+                    .or_default()
+                    .push(Trigger::Component(index));
             }
         }
         let events = tx.clone();
@@ -160,7 +164,7 @@ impl Reloader {
                     return;
                 }
                 for path in &event.paths {
-                    if let Some(trigger) = watched.get(&canonical(path)) {
+                    for trigger in watched.get(&canonical(path)).into_iter().flatten() {
                         let _ = events.send(trigger.clone());
                     }
                 }
@@ -214,18 +218,19 @@ fn debounce(rx: &Receiver<Trigger>, mut apply: impl FnMut(Trigger)) {
             Ok(trigger) => {
                 pending.insert(trigger, Instant::now());
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let due: Vec<Trigger> = pending
-                    .iter()
-                    .filter(|(_, at)| at.elapsed() >= DEBOUNCE)
-                    .map(|(t, _)| t.clone())
-                    .collect();
-                for trigger in due {
-                    pending.remove(&trigger);
-                    apply(trigger);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Checked after every event too, so a file that keeps changing
+        // does not hold back another file's reload.
+        let due: Vec<Trigger> = pending
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= DEBOUNCE)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for trigger in due {
+            pending.remove(&trigger);
+            apply(trigger);
         }
     }
 }
@@ -235,6 +240,12 @@ fn restart_needed(old: &Plan, new: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     if old.kafka != new.kafka || old.group_id != new.group_id || old.start != new.start {
         out.push("[source] connection or group".into());
+    }
+    if old.commit_interval != new.commit_interval {
+        out.push("[source] commit_interval_ms".into());
+    }
+    if old.workers != new.workers || old.cache_dir != new.cache_dir {
+        out.push("[runtime]".into());
     }
     let topics = |p: &Plan| {
         p.topics

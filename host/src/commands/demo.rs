@@ -128,6 +128,7 @@ params = {{ ra = "225", dec = "-69.5", radius = "5", sink = "summaries" }}
         None,
         false,
         false,
+        super::run::watch_signals(),
     )?;
     if code != ExitCode::from(EXIT_OK) {
         return Ok(code);

@@ -37,11 +37,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(since), Some(until)) = (bounds.since, bounds.until) {
         anyhow::ensure!(since < until, "--since must be before --until");
     }
+    // Signals first: a SIGHUP or SIGTERM during start-up (handlers load,
+    // the broker is reached) must not kill the process.
+    let signals = watch_signals();
     if let Some(pid_file) = &args.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write the pid file {}", pid_file.display()))?;
     }
-    run_plan(plan, bounds, args.reset, args.dry_run, true)
+    run_plan(plan, bounds, args.reset, args.dry_run, true, signals)
 }
 
 /// Start everything `plan` describes and run until stopped or done.
@@ -51,8 +54,9 @@ pub fn run_plan(
     reset: Option<crate::config::StartAt>,
     dry_run: bool,
     progress: bool,
+    signals: Signals,
 ) -> anyhow::Result<ExitCode> {
-    let shared = Arc::new(Shared::default());
+    let shared = signals.shared.clone();
     let runtime = Arc::new(Runtime::new(&RuntimeOptions {
         fuel: plan.handlers.iter().any(|h| h.config.limits.fuel.is_some()),
         pooling: false,
@@ -132,7 +136,12 @@ pub fn run_plan(
         },
         shared.clone(),
     )?;
-    watch_signals(shared.clone(), reload);
+    if let Some(reload) = reload {
+        *signals
+            .reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reload);
+    }
     let fatal = source.run(&handlers, workers);
     for sink in sinks.values() {
         if let Sink::Kafka(sink) = sink
@@ -178,10 +187,23 @@ fn build_sinks(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<BTreeMap<Str
     Ok(sinks)
 }
 
+/// What the signal thread acts on: the shared state to stop, and (once the
+/// host runs) where to send reloads.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    shared: Arc<Shared>,
+    reload: Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<Trigger>>>>,
+}
+
 /// SIGINT or SIGTERM: stop fetching, finish what is in flight, commit, exit
 /// 0. A second signal exits at once (the group resumes from the last commit).
 /// SIGHUP: reload the config and every handler.
-fn watch_signals(shared: Arc<Shared>, reload: Option<std::sync::mpsc::Sender<Trigger>>) {
+pub fn watch_signals() -> Signals {
+    let signals = Signals {
+        shared: Arc::new(Shared::default()),
+        reload: Arc::default(),
+    };
+    let Signals { shared, reload } = signals.clone();
     std::thread::Builder::new()
         .name("alerthost-signals".into())
         .spawn(move || {
@@ -208,12 +230,12 @@ fn watch_signals(shared: Arc<Shared>, reload: Option<std::sync::mpsc::Sender<Tri
                         _ = term.recv() => {},
                         _ = int.recv() => {},
                         _ = hup.recv() => {
-                            match &reload {
+                            match &*reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
                                 Some(reload) => {
                                     tracing::info!("SIGHUP: reloading the config and handlers");
                                     let _ = reload.send(Trigger::Config);
                                 }
-                                None => tracing::info!("SIGHUP ignored: this run does not reload"),
+                                None => tracing::info!("SIGHUP ignored: the host is starting, or this run does not reload"),
                             }
                             continue;
                         },
@@ -230,6 +252,7 @@ fn watch_signals(shared: Arc<Shared>, reload: Option<std::sync::mpsc::Sender<Tri
             });
         })
         .expect("spawn the signal thread");
+    signals
 }
 
 /// RFC 3339 (`2026-11-01T00:00:00Z`, or a date `2026-11-01`), or a time
