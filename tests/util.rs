@@ -28,6 +28,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 /// How long a Kafka request of the test client may take.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
 
+fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .operation_timeout(Some(KAFKA_TIMEOUT))
+        .request_timeout(Some(KAFKA_TIMEOUT))
+}
+
 // ---------------------------------------------------------------------------
 // The binary and the example components
 
@@ -89,7 +95,8 @@ pub fn example(name: &str) -> PathBuf {
     let path = examples_dir().join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
-        "{} is missing: build the examples with `cargo build --release --manifest-path examples/Cargo.toml`",
+        "{} is missing: build the examples with \
+         `cargo build --release --manifest-path examples/Cargo.toml`",
         path.display()
     );
     path
@@ -568,10 +575,13 @@ impl Received {
     }
 }
 
-/// Collects delivery reports: the offset of each produced message, by index.
+/// Where a produced message landed (partition, offset), or why it did not.
+type Delivered = Result<(i32, i64), String>;
+
+/// Collects delivery reports: the outcome of each produced message, by index.
 #[derive(Debug, Default)]
 struct Deliveries {
-    results: Mutex<Vec<(usize, Result<(i32, i64), String>)>>,
+    results: Mutex<Vec<(usize, Delivered)>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -621,11 +631,9 @@ impl Kafka {
     /// Create `topic` with `partitions` partitions and wait until every
     /// partition has a leader.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config().create().expect("an admin client");
+        let admin = self.admin();
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT));
-        let results = futures::executor::block_on(admin.create_topics([&new], &options))
+        let results = futures::executor::block_on(admin.create_topics([&new], &admin_options()))
             .unwrap_or_else(|e| panic!("cannot create topic {topic}: {e}"));
         for result in results {
             if let Err((name, code)) = result {
@@ -637,6 +645,10 @@ impl Kafka {
             KAFKA_TIMEOUT,
             || self.partitions(topic) == partitions,
         );
+    }
+
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.config().create().expect("an admin client")
     }
 
     /// How many partitions with a leader `topic` has (0 if it does not exist).

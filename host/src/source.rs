@@ -162,7 +162,7 @@ impl ConsumerContext for SourceContext {
                     || self.shared.fatal().is_some(),
                 );
                 if !drained {
-                    tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they will be handled again by their new owner");
+                    tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
                 }
                 if self.commit {
                     commit(consumer, &self.shared, Some(&tps));

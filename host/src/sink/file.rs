@@ -2,8 +2,10 @@
 //! directory), so a reader never sees a partial file and a crash leaves either
 //! the old file or the new one.
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 
@@ -16,6 +18,9 @@ const MAX_COMPONENT_BYTES: usize = 100;
 #[derive(Debug, Clone)]
 pub struct FileSink {
     dir: PathBuf,
+    /// Directories already cleared of temporary files left by dead
+    /// processes.
+    swept: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl FileSink {
@@ -24,7 +29,10 @@ impl FileSink {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the save directory {}", dir.display()))?;
-        Ok(FileSink { dir })
+        Ok(FileSink {
+            dir,
+            swept: Arc::default(),
+        })
     }
 
     /// A sink that only names files under `dir`, for reporting where saves
@@ -32,6 +40,7 @@ impl FileSink {
     pub fn unwritten(dir: &Path) -> Self {
         FileSink {
             dir: dir.to_owned(),
+            swept: Arc::default(),
         }
     }
 
@@ -62,8 +71,10 @@ impl FileSink {
         let parent = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
+        self.sweep(parent);
+        let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
         let mut tmp = tempfile::Builder::new()
-            .prefix(".alerthost-")
+            .prefix(&prefix)
             .suffix(".tmp")
             .tempfile_in(parent)
             .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
@@ -82,6 +93,43 @@ impl FileSink {
         Ok(())
     }
 }
+
+impl FileSink {
+    /// Once per directory, remove temporary files whose writer died (a
+    /// `kill -9` mid-write): their names carry the writer's pid, so files of
+    /// other live hosts sharing the directory are left alone.
+    fn sweep(&self, dir: &Path) {
+        let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
+        if !swept.insert(dir.to_owned()) {
+            return;
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed a temporary file left by a process that died mid-write")
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "cannot remove a stale temporary file")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Start of every temporary file name, followed by the writer's pid.
+const TEMP_PREFIX: &str = ".alerthost-";
 
 /// The default name of a saved message, as NASA's own archiver lays it out:
 /// `<topic>/partition=<p>/<topic>+<p>+<offset>.bin`. A message delivered again
@@ -209,6 +257,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, [std::ffi::OsString::from("topic+2+7.bin")]);
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".alerthost-999999999-abc.tmp");
+        let alive = dir
+            .path()
+            .join(format!(".alerthost-{}-def.tmp", std::process::id()));
+        let other = dir.path().join("note.txt");
+        for path in [&dead, &alive, &other] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let sink = FileSink::new(dir.path()).unwrap();
+        sink.write(&dir.path().join("a.bin"), b"a").unwrap();
+        assert!(!dead.exists(), "a dead writer's temp file is removed");
+        assert!(alive.exists() && other.exists());
     }
 
     #[test]
