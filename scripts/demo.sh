@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cargo build --release --manifest-path examples/Cargo.toml
+cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
 cargo build -p alerthost
 exec target/debug/alerthost demo "$@"

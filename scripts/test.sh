@@ -14,6 +14,8 @@ export ALERTHOST_KAFKA_BOOTSTRAP
 trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
 echo "test: Kafka broker at $ALERTHOST_KAFKA_BOOTSTRAP" >&2
 
+cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
+
 # Each workspace on its own: the examples and guests are wasm workspaces whose
 # logic is tested natively.
 cargo test --workspace

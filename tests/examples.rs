@@ -3,31 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use alerthost::bindings::{Action, Message};
 use alerthost::runtime::{Limits, LiveHandler, Runtime, RuntimeOptions};
+use alerthost_tests::example;
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// Build the examples workspace (a no-op when up to date) and return the
-/// path of one example's component.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "--manifest-path"])
-            .arg(repo().join("examples/Cargo.toml"))
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("run cargo to build the examples");
-        assert!(status.success(), "building the examples failed");
-    });
-    repo().join(format!("examples/target/wasm32-wasip2/release/{name}.wasm"))
 }
 
 fn samples() -> Vec<PathBuf> {

@@ -16,7 +16,7 @@
 //! need `java`, `mvn` (to fetch Kafka's jars once) and `python3`; without
 //! them they are skipped, except under `CI`, where they fail. The example
 //! components must be built
-//! (`cargo build --release --manifest-path examples/Cargo.toml`).
+//! (`cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`).
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -9,7 +9,7 @@
 //! are skipped (under `CI` they fail). What landed in the broker is checked
 //! with the tests' own rdkafka client, never with the host's code. The
 //! example components must be built
-//! (`cargo build --release --manifest-path examples/Cargo.toml`).
+//! (`cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

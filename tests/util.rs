@@ -84,21 +84,32 @@ pub fn alerthost_bin() -> &'static Path {
     })
 }
 
-/// The example handler components, `<dir>/{save_all,gbm_subthreshold,sky_region}.wasm`.
-/// They are built by `cargo build --release --manifest-path examples/Cargo.toml`.
+/// The example handler components, `<dir>/{save_all,gbm_subthreshold,sky_region}.wasm`,
+/// built once per test process (a no-op when they are up to date) with
+/// `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`.
 pub fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/target/wasm32-wasip2/release")
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(&cargo)
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+            .arg("--manifest-path")
+            .arg(root.join("examples/Cargo.toml"))
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build the examples: {e}"));
+        assert!(status.success(), "building the examples failed ({status})");
+    });
+    root.join("examples/target/wasm32-wasip2/release")
 }
 
-/// One example component, with a clear message when it is not built.
+/// One example component.
 pub fn example(name: &str) -> PathBuf {
     let path = examples_dir().join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the examples with \
-         `cargo build --release --manifest-path examples/Cargo.toml`",
-        path.display()
-    );
+    assert!(path.is_file(), "{} was not built", path.display());
     path
 }
 

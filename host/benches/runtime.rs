@@ -1,7 +1,7 @@
 //! Handler runtime benchmark: prints a table, asserts nothing.
 //!
 //! `cargo bench -p alerthost --bench runtime` (builds the examples first if
-//! needed: `cargo build --release --manifest-path examples/Cargo.toml`).
+//! needed: `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`).
 //! Measures one `handle` call of the `save-all` example on a reused instance
 //! and on a fresh instance per message (pooling allocator), for 1 KiB and
 //! 100 KiB messages, and the compile and cached-load time of a component.
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let path = root.join("examples/target/wasm32-wasip2/release/save_all.wasm");
     let bytes = std::fs::read(&path).map_err(|e| {
         anyhow::anyhow!(
-            "{}: {e}; build the examples: cargo build --release --manifest-path examples/Cargo.toml",
+            "{}: {e}; build the examples: cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml",
             path.display()
         )
     })?;

@@ -1,7 +1,7 @@
 //! Hot-swap benchmark: prints a table, asserts nothing.
 //!
 //! `cargo bench -p alerthost --bench swap` (builds the examples first if
-//! needed: `cargo build --release --manifest-path examples/Cargo.toml`).
+//! needed: `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`).
 //!
 //! Per-message latency through the real pipeline (`pipeline::Workers`, one
 //! worker, the `gbm-subthreshold` example on a Fermi GBM sub-threshold
@@ -256,7 +256,7 @@ fn main() -> anyhow::Result<()> {
     let path = root.join("examples/target/wasm32-wasip2/release/gbm_subthreshold.wasm");
     let component = std::fs::read(&path).map_err(|e| {
         anyhow::anyhow!(
-            "{}: {e}; build the examples: cargo build --release --manifest-path examples/Cargo.toml",
+            "{}: {e}; build the examples: cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml",
             path.display()
         )
     })?;

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! export ALERTHOST_KAFKA_BOOTSTRAP=$(scripts/kafka.sh start)
-//! cargo build --release --manifest-path examples/Cargo.toml
+//! cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
 //! cargo bench -p alerthost --bench throughput
 //! ```
 //!
@@ -142,7 +142,7 @@ fn alerthost(
 ) -> anyhow::Result<Duration> {
     anyhow::ensure!(
         component.is_file(),
-        "{} is missing: cargo build --release --manifest-path examples/Cargo.toml",
+        "{} is missing: cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml",
         component.display()
     );
     let out = dir.join(component.file_stem().unwrap());

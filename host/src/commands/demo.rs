@@ -51,7 +51,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         if !path.is_file() {
             bail!(
                 "example handler {} is missing: build the examples first with \
-                 `cargo build --release --manifest-path examples/Cargo.toml` (or pass --handlers DIR)",
+                 `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml` (or pass --handlers DIR)",
                 path.display()
             );
         }

@@ -238,8 +238,10 @@ fn is_guest_sdk(dir: &Path) -> bool {
         .is_ok_and(|manifest| manifest.contains("name = \"alerthost-guest\""))
 }
 
-/// The alerthost-guest crate a Rust project depends on: `--sdk`, else the
-/// checkout `project` is inside, else the checkout this binary was built from.
+/// The alerthost-guest crate a Rust project depends on, as written into its
+/// Cargo.toml: `--sdk`, else the checkout `project` is inside (as a relative
+/// path, so the checkout can move), else the checkout this binary was built
+/// from.
 fn rust_sdk(given: Option<&Path>, project: &Path) -> anyhow::Result<PathBuf> {
     if let Some(sdk) = given {
         let sdk = sdk
@@ -253,18 +255,25 @@ fn rust_sdk(given: Option<&Path>, project: &Path) -> anyhow::Result<PathBuf> {
         }
         return Ok(sdk);
     }
-    let inside = project
+    let enclosing = project
         .ancestors()
-        .map(|dir| dir.join("guest-sdk"))
-        .find(|sdk| is_guest_sdk(sdk));
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
-    match inside.or_else(|| is_guest_sdk(&built_from).then_some(built_from)) {
-        Some(sdk) => Ok(sdk.canonicalize().unwrap_or(sdk)),
-        None => bail!(
-            "cannot find the alerthost-guest crate for a Rust handler: pass --sdk with the \
-             guest-sdk directory of an alerthost checkout"
-        ),
+        .enumerate()
+        .skip(1)
+        .find_map(|(depth, dir)| {
+            is_guest_sdk(&dir.join("guest-sdk"))
+                .then(|| PathBuf::from("../".repeat(depth)).join("guest-sdk"))
+        });
+    if let Some(relative) = enclosing {
+        return Ok(relative);
     }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+    if is_guest_sdk(&built_from) {
+        return Ok(built_from.canonicalize().unwrap_or(built_from));
+    }
+    bail!(
+        "cannot find the alerthost-guest crate for a Rust handler: pass --sdk with the \
+         guest-sdk directory of an alerthost checkout"
+    )
 }
 
 fn rust_files(name: &str, sdk: &Path) -> Vec<File> {
@@ -415,6 +424,32 @@ mod tests {
         for bad in ["", "1x", "-x", "a b", "a/b", "../x", "é"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rust_projects_inside_a_checkout_use_its_sdk_by_relative_path() {
+        let checkout = tempfile::tempdir().unwrap();
+        let sdk = checkout.path().join("guest-sdk");
+        std::fs::create_dir(&sdk).unwrap();
+        std::fs::write(
+            sdk.join("Cargo.toml"),
+            "[package]\nname = \"alerthost-guest\"\n",
+        )
+        .unwrap();
+        let project = checkout.path().join("handlers/watch");
+        assert_eq!(
+            rust_sdk(None, &project).unwrap(),
+            Path::new("../../guest-sdk")
+        );
+        assert_eq!(
+            rust_sdk(Some(&sdk), &project).unwrap(),
+            sdk.canonicalize().unwrap()
+        );
+        let err = rust_sdk(Some(checkout.path()), &project).unwrap_err();
+        assert!(
+            err.to_string().contains("not the alerthost-guest crate"),
+            "{err}"
+        );
     }
 
     #[test]
