@@ -8,15 +8,15 @@
 // The handler exports `handle` (and optionally `init`) or a class `Handler`;
 // see src/index.js. componentize-js is found in a node_modules next to (or
 // above) this file, else in $ALERTHOST_JS_NODE_MODULES. The WIT comes from
-// --wit, $ALERTHOST_WIT, ./wit next to this file (a vendored SDK), or the
-// repository's wit/ (this SDK in its repository).
+// --wit, $ALERTHOST_WIT, wit/ next to this file or its parent (a project
+// that vendors the SDK in alerthost/), or the repository's wit/.
 //
 // WASI features the handler world has no use for are disabled: `http` and
 // `fetch-event` would make the component import wasi:http, which alerthost
 // refuses.
 
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -37,7 +37,11 @@ for (let i = 0; i < args.length; i++) {
 if (positional.length !== 2) usage('expected a handler module and an output file');
 const [handlerPath, outPath] = positional.map((p) => resolve(p));
 if (!existsSync(handlerPath)) usage(`no handler module at ${handlerPath}`);
-wit ??= [join(here, 'wit'), join(here, '..', '..', 'wit')].find((dir) => existsSync(join(dir, 'handler.wit')));
+wit ??= [join(here, 'wit'), join(here, '..', 'wit'), join(here, '..', '..', 'wit')].find((dir) =>
+  existsSync(join(dir, 'handler.wit')),
+);
+// The SDK's glue: in src/ here, next to this file where a project vendors it.
+const glue = [join(here, 'src', 'component.js'), join(here, 'component.js')].find((f) => existsSync(f));
 if (!wit) usage('no WIT found: pass --wit DIR or set ALERTHOST_WIT');
 
 async function loadComponentizeJs() {
@@ -63,7 +67,11 @@ const { componentize } = await loadComponentizeJs();
 // componentize-js takes one module whose exports are the world's: write an
 // entry next to the handler (imports are resolved relative to it) that wires
 // the handler to the SDK's glue.
-const work = await mkdtemp(join(dirname(handlerPath), '.alerthost-build-'));
+// A fixed name: the path ends up in the component, and the same sources
+// should give the same bytes (the host caches compiled code by hash).
+const work = join(dirname(handlerPath), '.alerthost-build');
+await rm(work, { recursive: true, force: true });
+await mkdir(work);
 const importPath = (target) => {
   const rel = relative(work, target).split(sep).join('/');
   return rel.startsWith('.') ? rel : `./${rel}`;
@@ -72,7 +80,7 @@ const entry = join(work, 'entry.js');
 await writeFile(
   entry,
   `import * as handler from ${JSON.stringify(importPath(handlerPath))};
-import { component } from ${JSON.stringify(importPath(join(here, 'src', 'component.js')))};
+import { component } from ${JSON.stringify(importPath(glue))};
 const exported = component(handler);
 export function init(params) {
   return exported.init(params);

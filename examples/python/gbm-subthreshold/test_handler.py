@@ -1,10 +1,14 @@
 """Native tests of the gbm-subthreshold handler (python -m unittest)."""
 
 import os
+import sys
 import unittest
 
-import alerthost
-from alerthost import Message, Params
+# The SDK of this repository, so `python3 -m unittest` works from here.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "guest-sdk", "python"))
+
+import alerthost  # noqa: E402
+from alerthost import Message, Params  # noqa: E402
 
 from handler import Handler
 

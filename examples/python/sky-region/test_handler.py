@@ -2,10 +2,14 @@
 
 import json
 import os
+import sys
 import unittest
 
-import alerthost
-from alerthost import Forward, Message, Params
+# The SDK of this repository, so `python3 -m unittest` works from here.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "guest-sdk", "python"))
+
+import alerthost  # noqa: E402
+from alerthost import Forward, Message, Params  # noqa: E402
 
 from handler import Handler, angular_distance, ivorn_stream, schema_mission
 

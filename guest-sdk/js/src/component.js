@@ -59,6 +59,8 @@ export function component(module) {
         result = handleOne(fromWit(msg));
       } catch (e) {
         if (e instanceof HandlerError) throw { tag: e.kind, val: e.text };
+        // A bug: say what it was, then trap (the host applies the error policy).
+        log('error', `handle threw ${e?.name ?? typeof e}: ${e?.message ?? e}${e?.stack ? `\n${e.stack}` : ''}`);
         throw e;
       }
       return actionsOf(result).map(toWit);

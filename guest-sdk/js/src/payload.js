@@ -353,33 +353,35 @@ class VoEventParser {
     this.errorRadius = null;
     this.rootClosed = false;
     this.event = null;
+    /** Offset of the event being handled, for error messages. */
+    this.at = 0;
   }
 
   run(text) {
     const fail = (at, detail) => new PayloadError(Format.VOEVENT, `line ${lineOf(text, at)}: ${detail}`);
     try {
       scan(text, {
-        onStart: (name, attrs, at) => this.guard(at, () => this.open(name, attrs)),
-        onEnd: (name, at) => this.guard(at, () => this.close(name)),
-        onText: (t, at) => this.guard(at, () => this.addText(t)),
+        onStart: (name, attrs, at) => {
+          this.at = at;
+          this.open(name, attrs);
+        },
+        onEnd: (name, at) => {
+          this.at = at;
+          this.close(name);
+        },
+        onText: (t, at) => {
+          this.at = at;
+          this.addText(t);
+        },
       });
     } catch (e) {
       if (e instanceof XmlError) throw fail(e.at, `malformed XML: ${e.message}`);
-      if (e instanceof Failure) throw fail(e.at, e.message);
+      if (e instanceof Failure) throw fail(this.at, e.message);
       throw e;
     }
     if (this.path.length) throw fail(text.length, `document ends inside <${this.path.at(-1)}>`);
     if (!this.event) throw new PayloadError(Format.VOEVENT, 'no root element');
     return this.event;
-  }
-
-  guard(at, step) {
-    try {
-      step();
-    } catch (e) {
-      if (e instanceof Failure && e.at === undefined) e.at = at;
-      throw e;
-    }
   }
 
   within(element) {

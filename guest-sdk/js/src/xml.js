@@ -6,6 +6,16 @@
 const PREDEFINED = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 const NAME = /[^\s/>=<"']+/y;
 const SPACE = /\s*/y;
+// One match per well-formed token: regular expressions run as native code
+// inside a component while JavaScript is interpreted, so the fewer steps in
+// JavaScript, the faster the scan. Groups: 1 text, 2-4 start tag (name,
+// attributes, `/`), 5 end tag, 6 CDATA; comments and processing
+// instructions match with no group. What this does not match (a doctype, or
+// a mistake) goes through the step-by-step code, which says what is wrong.
+const TOKEN =
+  /([^<]+)|<([^\s/>=<"'!?]+)((?:\s+[^\s/>=<"']+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>|<\/([^\s/>=<"']+)\s*>|<!\[CDATA\[([\s\S]*?)\]\]>|<!--[\s\S]*?-->|<\?[\s\S]*?\?>/y;
+const ATTRIBUTE = /([^\s/>=<"']+)\s*=\s*(?:"([^"<]*)"|'([^'<]*)')/g;
+const ATTRIBUTE_SPACE = /[\t\n\r]/g;
 
 /** A malformed document: `at` is the offset where the problem was found. */
 export class XmlError extends Error {
@@ -50,6 +60,19 @@ export function scan(text, { onStart, onEnd, onText }) {
     return end;
   };
   while (i < n) {
+    TOKEN.lastIndex = i;
+    const m = TOKEN.exec(text);
+    const attrs = m && m[2] !== undefined ? (m[3] ? attributes(m[3], i) : {}) : null;
+    if (m && (m[2] === undefined || attrs !== null)) {
+      if (m[1] !== undefined) onText(decodeEntities(m[1], i), i);
+      else if (m[2] !== undefined) {
+        onStart(m[2], attrs, i);
+        if (m[4]) onEnd(m[2], i);
+      } else if (m[5] !== undefined) onEnd(m[5], i);
+      else if (m[6] !== undefined) onText(m[6], i);
+      i = TOKEN.lastIndex;
+      continue;
+    }
     const lt = text.indexOf('<', i);
     const end = lt < 0 ? n : lt;
     if (end > i) onText(decodeEntities(text.slice(i, end), i), i);
@@ -77,6 +100,7 @@ export function scan(text, { onStart, onEnd, onText }) {
       i = j + 1;
     } else if (text.startsWith('</', i)) {
       const start = i;
+
       NAME.lastIndex = i + 2;
       const m = NAME.exec(text);
       if (!m) throw new XmlError('end tag without a name', start);
@@ -127,6 +151,21 @@ export function scan(text, { onStart, onEnd, onText }) {
       if (empty) onEnd(name, start);
     }
   }
+}
+
+/** The attributes in `raw` (what follows a tag's name), values decoded and
+ * normalized; `null` when a name repeats. */
+function attributes(raw, at) {
+  const attrs = {};
+  ATTRIBUTE.lastIndex = 0;
+  for (let m = ATTRIBUTE.exec(raw); m; m = ATTRIBUTE.exec(raw)) {
+    if (Object.hasOwn(attrs, m[1])) return null;
+    let value = m[2] ?? m[3];
+    if (ATTRIBUTE_SPACE.test(value)) value = value.replace(ATTRIBUTE_SPACE, ' ');
+    ATTRIBUTE_SPACE.lastIndex = 0;
+    attrs[m[1]] = decodeEntities(value, at + m.index);
+  }
+  return attrs;
 }
 
 /** The local name of a prefixed name: `voe:VOEvent` → `VOEvent`. */

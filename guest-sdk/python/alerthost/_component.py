@@ -90,6 +90,11 @@ def export(module: object) -> type:
                 result = handle(_message(msg))
             except alerthost.HandlerError as e:
                 raise Err(_error(e))
+            except Exception as e:
+                # A bug: say what it was, then trap (the host applies the
+                # error policy; the traceback follows on stderr).
+                _host_log("error", f"handle raised {type(e).__name__}: {e}")
+                raise
             return [_action(a) for a in alerthost.actions_of(result)]
 
     return WitWorld
