@@ -16,6 +16,14 @@ echo "test: Kafka broker at $ALERTHOST_KAFKA_BOOTSTRAP" >&2
 
 cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
 
+# Python and JavaScript handlers: pinned componentize-py and componentize-js,
+# then the examples and hostile guests in both languages.
+scripts/guest-toolchains.sh
+examples/python/build.sh
+examples/js/build.sh
+tests/guests-py/build.sh
+tests/guests-js/build.sh
+
 # Each workspace on its own: the examples and guests are wasm workspaces whose
 # logic is tested natively.
 cargo test --workspace

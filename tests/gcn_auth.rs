@@ -27,8 +27,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use alerthost_tests::{
-    Host, Kafka, Outgoing, count_saved, example, random_group, random_topic, saved_files,
-    start_alerthost, toml_str, wait_for, write_config,
+    Host, Kafka, Outgoing, alerthost_bin, count_saved, example, random_group, random_topic,
+    saved_files, start_alerthost, toml_str, wait_for, write_config,
 };
 
 /// The client id the token endpoint knows.
@@ -434,6 +434,8 @@ fn rejected_credentials_give_a_clear_auth_error() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("saved");
     let config = write_config(dir.path(), &gcn_config(&topic, &random_group(), &saved));
+    // Built before the clock starts: only the host's own time counts.
+    alerthost_bin();
     let started = Instant::now();
     let mut host = start_gcn_host(&config, broker, &endpoint, "not-the-secret");
     let status = host.wait_exit(Duration::from_secs(30));

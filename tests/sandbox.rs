@@ -190,13 +190,16 @@ fn component_without_handle_is_refused_naming_it() {
 }
 
 #[test]
-fn component_importing_sockets_is_refused_at_load() {
-    let error = runtime()
-        .load_file(&guest("net"), &Limits::default())
-        .unwrap_err();
-    let text = format!("{error:#}");
-    assert!(text.contains("wasi:sockets/tcp"), "{text}");
-    assert!(text.contains("no network"), "{text}");
+fn guest_importing_sockets_cannot_connect() {
+    let runtime = runtime();
+    let mut handler = start(&runtime, "net", &Limits::default());
+    let (kind, text, _) = failure_of(&mut handler, b"connect");
+    assert_eq!(kind, FailureKind::BadRecord, "{text}");
+    assert!(
+        text.contains("connect 127.0.0.1:1: error"),
+        "the connection must be refused: {text}"
+    );
+    assert_handles_normally(&mut handler);
 }
 
 #[test]

@@ -64,6 +64,9 @@ pub enum Command {
     /// Ask a running host to reload its config and handlers (SIGHUP). The
     /// host also reloads by itself when a watched file changes.
     Reload(ReloadArgs),
+    /// Create a handler project in Rust, Python or JavaScript that builds
+    /// with one command and passes its own test.
+    New(crate::commands::new::NewArgs),
 }
 
 /// `alerthost demo`.

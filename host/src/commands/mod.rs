@@ -2,6 +2,7 @@
 
 mod check;
 mod demo;
+pub mod new;
 mod run;
 mod test;
 
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Reload(args) => reload(&args),
+        Command::New(args) => new::run(&args),
     }
 }
 

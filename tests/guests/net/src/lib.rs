@@ -1,8 +1,7 @@
 //! Test guest `net`: a message whose value starts with `connect` makes it open a
-//! TCP connection to 127.0.0.1:1. The code path makes the component import
-//! `wasi:sockets`, which the host must refuse when it loads the component, so
-//! no message ever reaches it. Were it loaded, the outcome comes back as a
-//! `bad-record` error; any other message is saved.
+//! TCP connection to 127.0.0.1:1, so the component imports `wasi:sockets`.
+//! The host links sockets but refuses every use: the outcome comes back as a
+//! `bad-record` error naming the refusal; any other message is saved.
 
 use alerthost_guest::{Action, Handler, HandlerError, Message, Params};
 
