@@ -5,7 +5,7 @@ wasmtime::component::bindgen!({
     world: "alerthost:handler/handler",
 });
 
-pub use alerthost::handler::types::{
+pub use self::alerthost::handler::types::{
     ForwardOptions, Header, SaveOptions, Timestamp, TimestampKind,
 };
 
