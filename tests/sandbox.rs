@@ -203,6 +203,17 @@ fn guest_importing_sockets_cannot_connect() {
 }
 
 #[test]
+fn component_importing_outside_access_is_refused_at_load() {
+    let error = runtime()
+        .load_file(&guest("outside"), &Limits::default())
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("`acme:outside/fetch@1.0.0`"), "{text}");
+    assert!(text.contains("alerthost does not provide"), "{text}");
+    assert!(text.contains("outside.wasm"), "{text}");
+}
+
+#[test]
 fn compiled_component_is_cached_for_the_next_start() {
     let cache = tempfile::tempdir().unwrap();
     let options = RuntimeOptions {
