@@ -88,7 +88,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn bump(counter: &AtomicU64) {
+    /// Count one.
+    pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -489,7 +489,7 @@ impl Source {
                             finish_partition(&self.consumer, &mut self.finished, &tp);
                         }
                     }
-                    Stats::bump_pub(&self.shared.stats.messages);
+                    Stats::bump(&self.shared.stats.messages);
                     progress.inc();
                     let targets = routes
                         .entry(tp.0.clone())
@@ -504,7 +504,7 @@ impl Source {
                         .clone();
                     self.shared.commits.lock().begin(&tp, offset);
                     if targets.is_empty() {
-                        Stats::bump_pub(&self.shared.stats.unrouted);
+                        Stats::bump(&self.shared.stats.unrouted);
                         self.shared.commits.release(&tp, offset);
                         continue;
                     }
@@ -574,13 +574,6 @@ impl Source {
         }
         tracing::info!("{}", self.shared.stats.summary());
         self.shared.fatal()
-    }
-}
-
-impl Stats {
-    /// Count one.
-    pub fn bump_pub(counter: &std::sync::atomic::AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
