@@ -197,7 +197,7 @@ topics = ["bench"]
                     value: value.to_vec(),
                     headers: Vec::new(),
                 },
-                handlers: vec![0],
+                handlers: Arc::from([0]),
             });
             shared.commits.wait_until(
                 Duration::from_secs(30),

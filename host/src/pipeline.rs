@@ -147,8 +147,9 @@ pub struct Job {
     pub tp: TopicPartition,
     /// The message.
     pub msg: Message,
-    /// Indexes of the handlers it goes to.
-    pub handlers: Vec<usize>,
+    /// Indexes of the handlers it goes to (shared by every message of its
+    /// topic).
+    pub handlers: Arc<[usize]>,
 }
 
 /// The worker threads.
@@ -267,7 +268,7 @@ impl Worker {
     }
 
     fn handle_job(&mut self, job: &Job) -> Result<(), Halt> {
-        for &index in &job.handlers {
+        for &index in job.handlers.iter() {
             let spec = &self.handlers[index];
             let (running, live) = &mut self.live[index];
             // A reload swapped in a new version: take it up between messages.
@@ -284,8 +285,8 @@ impl Worker {
                     }
                 }
             }
-            let version = running.code.version().to_owned();
-            let version = version.as_str();
+            let deployed = Arc::clone(running);
+            let version = deployed.code.version();
             let mut attempt = 0;
             loop {
                 let report = live.handle(&job.msg);

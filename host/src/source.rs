@@ -464,7 +464,7 @@ impl Source {
     /// then drain, commit and return the reason for a fatal stop, if any.
     pub fn run(mut self, handlers: &[HandlerSpec], workers: Workers) -> Option<String> {
         let commit_enabled = self.consumer.context().commit;
-        let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut routes: HashMap<String, Arc<[usize]>> = HashMap::new();
         let mut last_commit = Instant::now();
         let mut quiet_warned: Option<Instant> = None;
         let progress = Progress::new(
@@ -491,17 +491,19 @@ impl Source {
                     }
                     Stats::bump(&self.shared.stats.messages);
                     progress.inc();
-                    let targets = routes
-                        .entry(tp.0.clone())
-                        .or_insert_with(|| {
-                            handlers
+                    let targets = match routes.get(&tp.0) {
+                        Some(targets) => Arc::clone(targets),
+                        None => {
+                            let targets: Arc<[usize]> = handlers
                                 .iter()
                                 .enumerate()
                                 .filter(|(_, h)| h.topics.iter().any(|s| s.matches(&tp.0)))
                                 .map(|(i, _)| i)
-                                .collect()
-                        })
-                        .clone();
+                                .collect();
+                            routes.insert(tp.0.clone(), Arc::clone(&targets));
+                            targets
+                        }
+                    };
                     self.shared.commits.lock().begin(&tp, offset);
                     if targets.is_empty() {
                         Stats::bump(&self.shared.stats.unrouted);

@@ -272,27 +272,23 @@ class Params:
     def float(self, key: str, default: Optional[float] = None) -> float:
         """``key`` as a number; ``default`` when absent (``ValueError`` when
         absent without a default, or when it does not parse)."""
-        raw = self.get(key)
-        if raw is None:
-            if default is None:
-                raise ValueError(f"missing parameter `{key}`")
-            return default
-        value = payload.parse_f64(raw)
-        if value is None:
-            raise ValueError(f"parameter `{key}` = {json.dumps(raw)} is not valid: not a number")
-        return value
+        return self._parsed(key, default, payload.parse_f64, "a number")
 
     def int(self, key: str, default: Optional[int] = None) -> int:
         """``key`` as an integer; ``default`` when absent (``ValueError`` when
         absent without a default, or when it does not parse)."""
+        return self._parsed(key, default, _parse_int, "an integer")
+
+    def _parsed(self, key, default, parse, what):
         raw = self.get(key)
         if raw is None:
             if default is None:
                 raise ValueError(f"missing parameter `{key}`")
             return default
-        if not _INTEGER.fullmatch(raw.strip()):
-            raise ValueError(f"parameter `{key}` = {json.dumps(raw)} is not valid: not an integer")
-        return int(raw.strip())
+        value = parse(raw)
+        if value is None:
+            raise ValueError(f"parameter `{key}` = {json.dumps(raw)} is not valid: not {what}")
+        return value
 
 
 #: Log levels, lowest first.
@@ -386,3 +382,8 @@ def run(module: object, msg: Message, params: Union[Params, Mapping[str, str], N
     if not isinstance(params, Params):
         params = Params(params)
     return actions_of(load(module)(params)(msg))
+
+
+def _parse_int(raw: str) -> Optional[int]:
+    raw = raw.strip()
+    return int(raw) if _INTEGER.fullmatch(raw) else None

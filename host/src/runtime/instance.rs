@@ -211,7 +211,8 @@ impl HandlerInstance {
 
     /// Run `handle` on one message under the version's limits.
     pub fn handle(&mut self, msg: &Message) -> CallReport {
-        let limits = self.code.limits().clone();
+        let code = Arc::clone(&self.code);
+        let limits = code.limits();
         self.store.set_epoch_deadline(ticks(limits.timeout()));
         if let Some(fuel) = limits.fuel
             && let Err(e) = self.store.set_fuel(fuel)
@@ -248,7 +249,7 @@ impl HandlerInstance {
                 Err(failure)
             }
             Ok(Err(error)) => Err(from_handler_error(error)),
-            Ok(Ok(actions)) => check_actions(actions, &limits),
+            Ok(Ok(actions)) => check_actions(actions, limits),
         };
         CallReport {
             outcome,
