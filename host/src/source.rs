@@ -480,6 +480,7 @@ fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]
 /// coordinator never holds up rebalances or the shutdown deadline.
 struct Committer {
     jobs: Option<SyncSender<Vec<Arc<PartitionTrack>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Commits asked for, and commits finished.
     asked: u64,
     finished: Arc<(Mutex<u64>, Condvar)>,
@@ -491,7 +492,7 @@ impl Committer {
         let finished: Arc<(Mutex<u64>, Condvar)> = Arc::default();
         let consumer = Arc::clone(consumer);
         let done = Arc::clone(&finished);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("alerthost-commit".into())
             .spawn(move || {
                 for tracks in rx {
@@ -504,6 +505,7 @@ impl Committer {
             .context("cannot start the commit thread")?;
         Ok(Committer {
             jobs: Some(tx),
+            thread: Some(thread),
             asked: 0,
             finished,
         })
@@ -542,9 +544,15 @@ impl Committer {
         true
     }
 
-    /// Let the thread end once its commit is done.
+    /// End the thread; wait for it when it is idle (it holds a reference
+    /// to the consumer, whose last reference closes it).
     fn close(&mut self) {
         self.jobs = None;
+        if self.idle()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
+        }
     }
 }
 
