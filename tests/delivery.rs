@@ -565,9 +565,11 @@ fn parse_strace(log: &str) -> Vec<Syscall> {
     let mut pending: BTreeMap<String, String> = BTreeMap::new();
     let mut calls = Vec::new();
     for line in log.lines() {
-        let mut fields = line.splitn(3, ' ');
-        let (Some(pid), Some(at), Some(rest)) = (fields.next(), fields.next(), fields.next())
-        else {
+        // `PID  SECONDS.MICROS CALL`: the pid is padded with spaces.
+        let Some((pid, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((at, rest)) = rest.trim_start().split_once(' ') else {
             continue;
         };
         let Ok(at) = at.parse::<f64>() else { continue };
