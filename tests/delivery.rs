@@ -1602,3 +1602,61 @@ fn guest_cannot_forge_provenance_headers() {
     }
     assert_eq!(values("x-guest"), ["kept"], "{headers:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Minor findings (audit #12)
+
+/// Audit #12: when a handler's failure halts the host (`on_error =
+/// "stop"`), the final commit waits for the forwards already sent before it
+/// and covers every message before the failing one, so a restart does not
+/// handle them again; nothing at or past the failing message is committed.
+/// (The audit suspected main of committing before the acknowledgements; it
+/// does not, and this keeps it so.)
+#[test]
+fn halt_commits_every_message_before_the_failure_once_acknowledged() {
+    let kafka = require_kafka!();
+    let (topic, target, group) = (random_topic(), random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    kafka.create_topic(&target, 1);
+    produce_values(
+        &kafka,
+        &topic,
+        &["m0", "m1", "m2", "m3", "m4", "poison-5", "m6"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // Only the shutdown commits; the forwards linger in the producer for a
+    // while, so they are still unacknowledged when the poison halts the host.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            source(&kafka, &[&topic], Some(&group), "")
+                .replace("commit_interval_ms = 200", "commit_interval_ms = 3600000"),
+            kafka_sink("out", &target, "librdkafka = { \"linger.ms\" = \"300\" }"),
+            handler(
+                "relay",
+                &guest("poison"),
+                &[&topic],
+                "forward_to = [\"out\"]\non_error = \"stop\""
+            ),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    let status = host.wait_exit(SETTLE);
+    assert!(!status.success(), "the poison halts the host, got {status}");
+    let forwarded: Vec<Vec<u8>> = kafka
+        .read_topic(&target)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(
+        forwarded,
+        ["m0", "m1", "m2", "m3", "m4"].map(|v| v.as_bytes().to_vec()),
+        "the forwards before the poison are delivered, none after it"
+    );
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([(0, Some(5))]),
+        "the final commit covers the acknowledged forwards, and stops at the poison"
+    );
+}
