@@ -1493,6 +1493,61 @@ fn forward_above_message_max_bytes_is_a_handler_failure() {
     assert_eq!(forwarded, [b"m0".to_vec(), b"m2".to_vec()]);
 }
 
+/// A forward the broker refuses for the handler's output (larger than the
+/// target topic's `max.message.bytes`, though within the producer's own
+/// limit, so the refusal comes back in the delivery report) is a handler
+/// failure as well: dead-lettered, the host keeps running, the messages
+/// around it are forwarded and everything is committed. One record per
+/// batch, so the refusal of one cannot take its neighbours with it.
+#[test]
+fn forward_refused_by_the_broker_is_a_handler_failure() {
+    let kafka = require_kafka!();
+    let (topic, target, group) = (random_topic(), random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    kafka.create_topic_with(&target, 1, &[("max.message.bytes", "50000")]);
+    produce_values(&kafka, &topic, &["m0", "big-1", "m2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dl");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}{}",
+            source(&kafka, &[&topic], Some(&group), ""),
+            kafka_sink(
+                "out",
+                &target,
+                "librdkafka = { \"linger.ms\" = \"0\", \"batch.num.messages\" = \"1\" }"
+            ),
+            file_sink("dl", &dl),
+            handler(
+                "relay",
+                &guest("big-forward"),
+                &[&topic],
+                "forward_to = [\"out\"]\ndead_letter = \"dl\"\nparams = { bytes = \"200000\" }"
+            ),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    wait_committed(
+        &mut host,
+        &kafka,
+        &group,
+        &topic,
+        &BTreeMap::from([(0, Some(3))]),
+    );
+    host.stop_cleanly();
+    assert_eq!(
+        dead_lettered(&dl, "relay", &topic),
+        BTreeSet::from([(0, 1)])
+    );
+    let forwarded: Vec<Vec<u8>> = kafka
+        .read_topic(&target)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(forwarded, [b"m0".to_vec(), b"m2".to_vec()]);
+}
+
 /// A save `x` then a save `x/y` (a file where a directory must go), and a
 /// save `d/e` then a save `d` (a directory where a file must go): each
 /// second save is a handler failure (dead letter), the host keeps running,
