@@ -834,14 +834,22 @@ fn start_latest_reads_topics_and_partitions_created_after_start_up_from_their_st
     );
     kafka.add_partitions(&grown, 2);
     kafka.produce(&grown, &[Outgoing::new(1, "first on a new partition")]);
-    host.wait_until(
-        "the first message of each new topic and partition to be saved",
-        SETTLE,
-        || {
-            saved_offsets(&files, &named).contains(&(0, 0))
-                && saved_offsets(&files, &pattern_topic).contains(&(0, 0))
-                && saved_offsets(&files, &grown).contains(&(1, 0))
-        },
+    let missing = || {
+        [(&named, 0), (&pattern_topic, 0), (&grown, 1)]
+            .into_iter()
+            .filter(|(topic, partition)| !saved_offsets(&files, topic).contains(&(*partition, 0)))
+            .map(|(topic, partition)| format!("{topic}[{partition}]"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + SETTLE;
+    while !missing().is_empty() && Instant::now() < deadline {
+        host.assert_running();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let missing = missing();
+    assert!(
+        missing.is_empty(),
+        "the first message of these new partitions was never handled: {missing:?}"
     );
     host.stop_cleanly();
 }
