@@ -89,6 +89,9 @@ pub struct Lane {
     pub track: Arc<PartitionTrack>,
     /// For a ranged run, the offset it ends before.
     pub end: Option<i64>,
+    /// Only messages stamped in `[since, until)` are handled; the others
+    /// are passed over (and their offsets count as done).
+    pub window: Option<(i64, i64)>,
     finished: Arc<AtomicUsize>,
 }
 
@@ -245,6 +248,7 @@ impl SourceContext {
                 queue,
                 track,
                 end: None,
+                window: self.since.map(|since| (since, i64::MAX)),
                 finished: Arc::clone(&self.finished),
             });
         }
@@ -564,6 +568,9 @@ pub struct Source {
     stats: Arc<Stats>,
     /// Partitions of a ranged run, and how many messages they hold.
     ranged: Option<(usize, u64)>,
+    /// An `--until` still to come when the run started: the run follows
+    /// live messages until then.
+    live_until: Option<i64>,
     committer: Committer,
 }
 
@@ -594,12 +601,23 @@ impl Source {
             format!("alerthost-nocommit-{}-{}", std::process::id(), now_millis())
         });
         let ends = options.bounds.ends();
+        let live_until = options
+            .bounds
+            .until
+            .filter(|until| u128::try_from(*until).unwrap_or(0) > now_millis());
         config
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", options.start.as_str())
-            .set("enable.partition.eof", if ends { "true" } else { "false" });
+            .set(
+                "enable.partition.eof",
+                if ends && live_until.is_none() {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
         let context = SourceContext {
             me: OnceLock::new(),
             shutdown: Arc::clone(&shutdown),
@@ -681,6 +699,7 @@ impl Source {
             shutdown,
             stats,
             ranged: None,
+            live_until,
         };
         if ends {
             source.assign_range(&existing)?;
@@ -731,7 +750,15 @@ impl Source {
                 .collect())
         };
         let starts = bounds.since.map(lookup).transpose()?;
-        let ends = bounds.until.map(lookup).transpose()?;
+        // An `until` still to come is a time to follow live messages up
+        // to; one in the past ends each partition at its end as of now.
+        // Either way the range is a filter on timestamps: with out-of-order
+        // create times, a message in range may sit anywhere after `since`.
+        let live = self.live_until.is_some();
+        let window = Some((
+            bounds.since.unwrap_or(i64::MIN),
+            bounds.until.unwrap_or(i64::MAX),
+        ));
         let mut assignment = TopicPartitionList::new();
         let mut lanes = Vec::new();
         let mut total = 0_u64;
@@ -748,15 +775,13 @@ impl Source {
                 // No message at or after `since`.
                 Some(_) => high,
             };
-            let end = match ends.as_ref().map(|e| e[&tp]) {
-                Some(Offset::Offset(o)) => o,
-                // Nothing at or after `until` yet: everything up to now is in range.
-                _ => high,
-            };
+            let end = if live { i64::MAX } else { high };
             if start >= end {
                 continue;
             }
-            total += (end - start) as u64;
+            if !live {
+                total += (end - start) as u64;
+            }
             assignment
                 .add_partition_offset(&tp.0, tp.1, Offset::Offset(start))
                 .context("cannot build the assignment")?;
@@ -775,7 +800,8 @@ impl Source {
             lanes.push(Lane {
                 queue,
                 track,
-                end: Some(end),
+                end: (!live).then_some(end),
+                window,
                 finished: Arc::clone(&context.finished),
             });
         }
@@ -785,7 +811,7 @@ impl Source {
             messages = total,
             "time range resolved on every partition"
         );
-        self.ranged = Some((lanes.len(), total));
+        self.ranged = Some((if live { usize::MAX } else { lanes.len() }, total));
         self.consumer
             .assign(&assignment)
             .context("cannot assign the partitions of the time range")?;
@@ -796,6 +822,9 @@ impl Source {
     }
 
     fn range_done(&self) -> bool {
+        if let Some(until) = self.live_until {
+            return now_millis() >= u128::try_from(until).unwrap_or(0);
+        }
         self.ranged.is_some_and(|(partitions, _)| {
             self.consumer.context().finished.load(Ordering::SeqCst) >= partitions
         })
@@ -812,7 +841,7 @@ impl Source {
             self.options.progress,
             self.ranged.map_or(0, |(_, total)| total),
         );
-        if self.ranged.is_some_and(|(partitions, _)| partitions == 0) {
+        if self.live_until.is_none() && self.ranged.is_some_and(|(partitions, _)| partitions == 0) {
             tracing::info!("nothing in the time range");
         }
         while !self.shutdown.stopping() && !self.range_done() {

@@ -25,7 +25,7 @@ use crate::config::{OnError, TopicSelector};
 use crate::router::{Route, Router};
 use crate::runtime::{FailureKind, HandlerCode, HandlerFailure, LiveHandler, LogLine, level_str};
 use crate::shutdown::{Fatal, Shutdown};
-use crate::sink::{Origin, Record, Sink};
+use crate::sink::{OnRefused, Origin, Record, Refused, Sink, cut_error_text};
 use crate::source::{Lane, LaneTaker};
 use crate::stats::Stats;
 
@@ -180,7 +180,17 @@ impl HandlerSet {
             let report = live.handle(msg);
             emit_logs(spec, version, Some(msg), &report.logs);
             let failure = match report.outcome {
-                Ok(actions) => match carry_out(spec, origin, &actions, &self.sinks, ack) {
+                Ok(actions) => match carry_out(
+                    Later {
+                        handlers: &self.handlers,
+                        index,
+                        sinks: &self.sinks,
+                        stats: &self.stats,
+                    },
+                    origin,
+                    &actions,
+                    ack,
+                ) {
                     Ok(()) => {
                         count_decision(&self.stats, &actions);
                         self.streaks[index] = 0;
@@ -189,6 +199,10 @@ impl HandlerSet {
                     Err(failure) => failure,
                 },
                 Err(failure) => failure,
+            };
+            let failure = HandlerFailure {
+                kind: failure.kind,
+                text: cut_error_text(failure.text),
             };
             self.stats.failed.bump();
             let streak = &mut self.streaks[index];
@@ -250,12 +264,13 @@ fn sink_failure(text: String) -> HandlerFailure {
 /// or that contradict each other (two saves to one file, a save inside
 /// another's file); then hand each action to its sink.
 fn carry_out(
-    spec: &HandlerSpec,
+    later: Later<'_>,
     origin: Origin<'_>,
     actions: &[Action],
-    sinks: &BTreeMap<String, Sink>,
     ack: &Ack,
 ) -> Result<(), HandlerFailure> {
+    let spec = &later.handlers[later.index];
+    let sinks = &**later.sinks;
     let msg = origin.msg;
     let save_sink = spec.save_to.as_ref().and_then(|s| sinks.get(s));
     let mut paths = Vec::new();
@@ -326,7 +341,7 @@ fn carry_out(
                     value,
                 };
                 if let Some(sink) = save_sink {
-                    sink.deliver(&record, ack.clone())
+                    sink.deliver(record, ack.clone())
                         .map_err(|refused| sink_failure(refused.to_string()))?;
                 }
             }
@@ -337,19 +352,72 @@ fn carry_out(
                 let (partition, offset) = (msg.partition.to_string(), msg.offset.to_string());
                 let mut headers = without_host_headers(guest);
                 headers.extend(provenance(&origin, &partition, &offset));
+                let sink = &sinks[&forward.sink];
                 let record = Record::Forward {
+                    on_refused: matches!(sink, Sink::Kafka(_)).then(|| later.on_refused(origin)),
                     origin,
                     key,
                     value,
                     headers: &headers,
                 };
-                sinks[&forward.sink]
-                    .deliver(&record, ack.clone())
+                sink.deliver(record, ack.clone())
                     .map_err(|refused| sink_failure(refused.to_string()))?;
             }
         }
     }
     Ok(())
+}
+
+/// What is needed to apply a handler's policy later, when a sink refuses
+/// a record after `deliver` returned.
+#[derive(Clone, Copy)]
+struct Later<'a> {
+    handlers: &'a Arc<Vec<HandlerSpec>>,
+    index: usize,
+    sinks: &'a Arc<BTreeMap<String, Sink>>,
+    stats: &'a Arc<Stats>,
+}
+
+impl Later<'_> {
+    /// The policy of handler `index`, applied to a refusal of a record
+    /// from `origin` (the message is copied: the worker has moved on).
+    fn on_refused(&self, origin: Origin<'_>) -> OnRefused {
+        let handlers = Arc::clone(self.handlers);
+        let index = self.index;
+        let sinks = Arc::clone(self.sinks);
+        let stats = Arc::clone(self.stats);
+        let version = origin.version.to_owned();
+        let msg = origin.msg.clone();
+        Box::new(move |refused: Refused, ack: Ack| {
+            let spec = &handlers[index];
+            let origin = Origin {
+                handler: &spec.name,
+                version: &version,
+                msg: &msg,
+            };
+            let failure = sink_failure(cut_error_text(refused.to_string()));
+            let at = origin.at();
+            stats.failed.bump();
+            match spec.on_error {
+                OnError::Skip => {
+                    tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, "handler output refused; skipping the message (on_error = skip)");
+                }
+                OnError::Stop => ack.fail(Fatal::HandlerStopped {
+                    handler: spec.name.clone(),
+                    version: version.clone(),
+                    at,
+                    failure: failure.to_string(),
+                }),
+                OnError::DeadLetter | OnError::Retry => {
+                    tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, sink = %spec.dead_letter, "handler output refused; writing a dead letter");
+                    match dead_letter(spec, origin, &failure, &sinks, &ack) {
+                        Ok(()) => stats.dead_lettered.bump(),
+                        Err(fatal) => ack.fail(fatal),
+                    }
+                }
+            }
+        })
+    }
 }
 
 /// Headers without those named `alerthost.*`, which only the host writes.
@@ -414,7 +482,7 @@ fn dead_letter(
         headers: &headers,
     };
     sinks[&spec.dead_letter]
-        .deliver(&record, ack.clone())
+        .deliver(record, ack.clone())
         .map_err(|refused| Fatal::Sink {
             sink: spec.dead_letter.clone(),
             at: origin.at(),
@@ -682,6 +750,17 @@ fn take(
     if end.is_some_and(|end| offset >= end) {
         return Next::Drop;
     }
+    let past_end = end.is_some_and(|end| offset + 1 >= end);
+    if let Some((since, until)) = owned.lane.window
+        && message
+            .timestamp()
+            .to_millis()
+            .is_some_and(|at| at < since || at >= until)
+    {
+        // Outside the time range: not handled, and its offset is passed.
+        drop(owned.lane.track.begin(offset, 0));
+        return if past_end { Next::Drop } else { Next::More };
+    }
     let payload = message.payload().unwrap_or_default();
     let bytes = (payload.len() + message.key().map_or(0, <[u8]>::len)) as u64;
     if !budget.acquire(bytes, || shutdown.stopping()) {
@@ -698,11 +777,7 @@ fn take(
         fill(msg, owned.lane.track.topic(), message, payload);
         set.handle(msg, &owned.route, ack);
     }
-    if end.is_some_and(|end| offset + 1 >= end) {
-        Next::Drop
-    } else {
-        Next::More
-    }
+    if past_end { Next::Drop } else { Next::More }
 }
 
 /// Copy `message` into the reused buffer `msg`.

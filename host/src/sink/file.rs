@@ -354,12 +354,11 @@ impl Inner {
             ))
         })?;
         let parent = path.parent().unwrap_or(&self.dir);
-        let dirs = self.ensure_dir(parent, relative)?;
-        self.sweep(parent);
-        {
+        let dirs = {
             // One check at a time, so two saves racing for one name cannot
             // both pass; the claim lasts until the syncer renames the file.
             let mut staged = self.staged();
+            let dirs = self.ensure_dir(parent, relative, &staged)?;
             match staged.get_mut(path) {
                 Some((claimed, _)) if claimed != owner => {
                     return Err(StageError::Refused(format!(
@@ -373,7 +372,9 @@ impl Inner {
                     staged.insert(path.to_owned(), (owner.to_owned(), 1));
                 }
             }
-        }
+            dirs
+        };
+        self.sweep(parent);
         let result = (|| {
             let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
             let mut tmp = tempfile::Builder::new()
@@ -430,7 +431,14 @@ impl Inner {
     /// before a file in `parent` counts as durable: `parent` itself, and,
     /// until `parent` is known durable, every directory from the sink's root
     /// down to it (the parents of new directories among them).
-    fn ensure_dir(&self, parent: &Path, relative: &Path) -> Result<Vec<PathBuf>, StageError> {
+    /// A directory that is a file staged and not renamed yet is refused
+    /// too.
+    fn ensure_dir(
+        &self,
+        parent: &Path,
+        relative: &Path,
+        staged: &HashMap<PathBuf, (String, u32)>,
+    ) -> Result<Vec<PathBuf>, StageError> {
         if self.durable().contains(parent) {
             return Ok(vec![parent.to_owned()]);
         }
@@ -439,6 +447,13 @@ impl Inner {
         let mut at = self.dir.clone();
         for component in inside.components() {
             at.push(component);
+            if staged.contains_key(&at) {
+                return Err(StageError::Refused(format!(
+                    "cannot save `{}`: `{}` is a file, not a directory",
+                    relative.display(),
+                    at.strip_prefix(&self.dir).unwrap_or(&at).display()
+                )));
+            }
             match std::fs::create_dir(&at) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -17,13 +17,42 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{Record, Refused};
+use super::{OnRefused, Record, Refused};
 use crate::commit::Ack;
 use crate::shutdown::{Fatal, Shutdown};
 
 /// How long a record may wait for room in a full producer queue once the
 /// host is stopping; it is then left uncommitted.
 const QUEUE_FULL_WAIT_STOPPING: Duration = Duration::from_secs(2);
+
+/// What a queued record carries to its delivery report.
+pub struct Delivery {
+    ack: Ack,
+    on_refused: Option<OnRefused>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("ack", &self.ack)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the broker refused a record for what it holds (its size, its
+/// form), which is the handler's doing, not the cluster's.
+fn refused_for_content(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
 
 /// Delivery reports complete (or fail) the tokens they carry.
 #[derive(Debug)]
@@ -38,12 +67,20 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<Ack>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
-        match result {
-            Ok(_) => drop(ack),
-            Err((error, _)) => {
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
+        let Delivery { ack, on_refused } = *delivery;
+        match (result, on_refused) {
+            (Ok(_), _) => drop(ack),
+            (Err((error, _)), Some(on_refused)) if refused_for_content(error) => on_refused(
+                Refused {
+                    sink: self.sink.to_string(),
+                    reason: format!("the broker refused the record: {error}"),
+                },
+                ack,
+            ),
+            (Err((error, _)), _) => {
                 let at = ack.describe();
                 ack.fail(Fatal::Sink {
                     sink: self.sink.to_string(),
@@ -129,20 +166,22 @@ impl KafkaSink {
     /// Queue `record`; `ack` is dropped by its delivery report. A record the
     /// producer refuses for its size is refused; a producer that cannot
     /// queue at all fails the token.
-    pub fn deliver(&self, record: &Record<'_>, ack: Ack) -> Result<(), Refused> {
-        let (key, value, headers) = match record {
+    pub fn deliver(&self, record: Record<'_>, ack: Ack) -> Result<(), Refused> {
+        let (key, value, headers, on_refused) = match record {
             Record::Forward {
                 key,
                 value,
                 headers,
+                on_refused,
                 ..
-            } => (*key, *value, *headers),
+            } => (key, value, headers, on_refused),
             Record::DeadLetter {
                 origin, headers, ..
             } => (
                 origin.msg.key.as_deref(),
                 origin.msg.value.as_slice(),
-                *headers,
+                headers,
+                None,
             ),
             Record::Save { .. } => {
                 return Err(self.refused("a kafka sink takes forwards, not saves".into()));
@@ -155,9 +194,10 @@ impl KafkaSink {
                 value: *value,
             });
         }
-        let mut base = BaseRecord::with_opaque_to(&self.topic, Box::new(ack))
-            .payload(value)
-            .headers(kafka_headers);
+        let mut base =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(Delivery { ack, on_refused }))
+                .payload(value)
+                .headers(kafka_headers);
         if let Some(key) = key {
             base = base.key(key);
         }
@@ -170,7 +210,7 @@ impl KafkaSink {
                     // it, but not past a stop.
                     let since = *full_since.get_or_insert_with(Instant::now);
                     if self.shutdown.stopping() && since.elapsed() > QUEUE_FULL_WAIT_STOPPING {
-                        back.delivery_opaque.abandon();
+                        back.delivery_opaque.ack.abandon();
                         return Ok(());
                     }
                     base = back;
@@ -192,7 +232,7 @@ impl KafkaSink {
                     )));
                 }
                 Err((error, back)) => {
-                    let ack = back.delivery_opaque;
+                    let ack = back.delivery_opaque.ack;
                     let at = ack.describe();
                     ack.fail(Fatal::Sink {
                         sink: self.name.to_string(),

@@ -59,8 +59,11 @@ impl Origin<'_> {
     }
 }
 
+/// Applies the handler's error policy to a record a sink refused after
+/// `deliver` returned, with the message's token.
+pub type OnRefused = Box<dyn FnOnce(Refused, Ack) + Send + Sync>;
+
 /// What a sink is asked to write.
-#[derive(Debug)]
 pub enum Record<'a> {
     /// A `save` action: `value` under the hint's name, or the default name
     /// with `index` (the save's rank among the decision's unnamed saves).
@@ -77,6 +80,9 @@ pub enum Record<'a> {
     /// A `forward` action, headers final (guest `alerthost.*` headers
     /// stripped, provenance added).
     Forward {
+        /// What to do if the sink refuses the record only after `deliver`
+        /// returned (a broker refusing it in its delivery report).
+        on_refused: Option<OnRefused>,
         /// Where it comes from.
         origin: Origin<'a>,
         /// Key.
@@ -95,6 +101,20 @@ pub enum Record<'a> {
         /// Provenance and error headers, for sinks that carry headers.
         headers: &'a [(&'a str, Option<&'a [u8]>)],
     },
+}
+
+impl std::fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Record::Save { .. } => "save",
+            Record::Forward { .. } => "forward",
+            Record::DeadLetter { .. } => "dead letter",
+        };
+        f.debug_struct("Record")
+            .field("kind", &kind)
+            .field("origin", self.origin())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Record<'a> {
@@ -122,13 +142,32 @@ pub struct Refused {
 impl Sink {
     /// Make `record` durable; `ack` is dropped once it is, or failed when the
     /// sink cannot go on.
-    pub fn deliver(&self, record: &Record<'_>, ack: Ack) -> Result<(), Refused> {
+    pub fn deliver(&self, record: Record<'_>, ack: Ack) -> Result<(), Refused> {
         match self {
-            Sink::File(sink) => sink.deliver(record, ack),
+            Sink::File(sink) => sink.deliver(&record, ack),
             Sink::Kafka(sink) => sink.deliver(record, ack),
-            Sink::Stdout(sink) => sink.deliver(record, ack),
+            Sink::Stdout(sink) => sink.deliver(&record, ack),
         }
     }
+}
+
+/// Most bytes of a handler's error text the host keeps (in logs, dead-letter
+/// records and headers); the rest is cut, and the cut is said.
+pub const MAX_ERROR_TEXT: usize = 4096;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] bytes (at a character boundary), with a
+/// note of how much was cut.
+pub fn cut_error_text(mut text: String) -> String {
+    if text.len() > MAX_ERROR_TEXT {
+        let mut end = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!(" [{cut} more bytes cut]"));
+    }
+    text
 }
 
 /// Text as a JSON string, other bytes as `{"base64": ...}`.
