@@ -932,11 +932,22 @@ impl Source {
             track.revoke();
         }
         lock(&context.tracks).clear();
-        if !committed {
-            // Leaving the group needs the coordinator; without it the close
-            // would wait for it. The group notices on its own.
+        // Closing leaves the group, which needs the coordinator: on a thread
+        // of its own, so an absent one cannot hold the exit past the
+        // deadline (the group then notices on its own).
+        let consumer = self.consumer;
+        let (closed, wait) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new()
+            .name("alerthost-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(2));
+        if closing.is_err() || wait.recv_timeout(left).is_err() {
             tracing::warn!("leaving the consumer group without a clean close");
-            std::mem::forget(self.consumer);
         }
     }
 }
