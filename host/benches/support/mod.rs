@@ -270,6 +270,8 @@ pub fn toml_str(text: impl AsRef<str>) -> String {
 pub struct Host {
     child: Child,
     log: PathBuf,
+    /// Whether `child` is a wrapper (strace) whose own child is alerthost.
+    wrapped: bool,
 }
 
 impl Host {
@@ -294,12 +296,32 @@ impl Host {
             .stderr(File::create(&log)?)
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        Ok(Host { child, log })
+        Ok(Host {
+            child,
+            log,
+            wrapped: !wrapper.is_empty(),
+        })
     }
 
-    /// SIGTERM, wait for the exit (a minute at most) and return the log.
-    pub fn stop(mut self) -> anyhow::Result<String> {
+    /// The process id of alerthost itself, below a wrapper if there is one.
+    fn alerthost_pid(&self) -> anyhow::Result<String> {
         let pid = self.child.id().to_string();
+        if !self.wrapped {
+            return Ok(pid);
+        }
+        let out = Command::new("pgrep").args(["-P", &pid]).output()?;
+        let children = String::from_utf8_lossy(&out.stdout);
+        children
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .with_context(|| format!("no process below the wrapper {pid}"))
+    }
+
+    /// SIGTERM to alerthost (a wrapper then exits with it), wait for the
+    /// exit (a minute at most) and return the log.
+    pub fn stop(mut self) -> anyhow::Result<String> {
+        let pid = self.alerthost_pid()?;
         Command::new("kill").args(["-TERM", &pid]).status()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
@@ -333,6 +355,12 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        // A killed wrapper leaves its tracee running: kill that first.
+        if self.wrapped
+            && let Ok(pid) = self.alerthost_pid()
+        {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
