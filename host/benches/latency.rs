@@ -18,7 +18,7 @@
 //! naming its partition and offset, through a Kafka sink (acks=all,
 //! idempotent) to a 1-partition output topic.
 //!
-//! One independent consumer (no group) reads both topics and notes when each
+//! One independent consumer (assigned, no group membership) reads both topics and notes when each
 //! record arrives:
 //! - baseline: input record arrival − send time (plain produce → consume);
 //! - through alerthost: arrival of the summary − send time of the alert it
@@ -303,10 +303,12 @@ impl Book {
     }
 }
 
-/// A consumer without a group reading both topics from their start.
+/// A consumer reading both topics from their start, assigned (its group id,
+/// which rdkafka requires, is never joined nor committed to).
 fn witness(kafka: &Kafka, input: &str, output: &str) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", support::unique("witness"))
         .set("enable.auto.commit", "false")
         .create()?;
     let mut assignment = TopicPartitionList::new();
