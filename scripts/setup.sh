@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install what building and testing alerthost needs on a fresh Debian-like
 # machine: the C libraries librdkafka builds against, kcat (an independent
-# Kafka client the tests use as a witness), and Rust's wasm32-wasip2 target.
+# Kafka client the tests use as a witness), strace (the tests check which
+# directories the host fsyncs), and Rust's wasm32-wasip2 target.
 # Idempotent and quick when everything is there.
 set -euo pipefail
 
-packages=(cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev kcat util-linux)
+packages=(cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev kcat util-linux strace)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
