@@ -129,14 +129,6 @@ impl HandlerFailure {
             text: clean(text.as_ref(), MAX_FAILURE_TEXT_BYTES),
         }
     }
-
-    /// Whether the instance that failed must be thrown away.
-    fn poisons_instance(&self) -> bool {
-        matches!(
-            self.kind,
-            FailureKind::Timeout | FailureKind::Memory | FailureKind::Fuel | FailureKind::Trap
-        )
-    }
 }
 
 /// The result of one `handle` call, with what the guest logged on the way.
@@ -159,6 +151,10 @@ pub struct HandlerInstance {
     store: Store<HostState>,
     handler: bindings::Handler,
     code: Arc<HandlerCode>,
+    /// A call failed inside wasmtime (a trap, the time or memory limit, or
+    /// too much data to lift): the instance may be mid-call and is not used
+    /// again.
+    poisoned: bool,
 }
 
 impl std::fmt::Debug for HandlerInstance {
@@ -248,6 +244,7 @@ impl HandlerInstance {
                 store,
                 handler,
                 code: code.clone(),
+                poisoned: false,
             }),
             Ok(Err(text)) => Err(HandlerFailure::new(
                 FailureKind::Init,
@@ -296,6 +293,7 @@ impl HandlerInstance {
         let (logs, logs_dropped) = self.store.data_mut().log.take();
         let outcome = match result {
             Err(e) => {
+                self.poisoned = true;
                 let mut failure = classify(
                     &e,
                     self.store.data(),
@@ -434,9 +432,7 @@ impl LiveHandler {
             report.logs = init_logs;
         }
         report.elapsed = started.elapsed();
-        if let Err(failure) = &report.outcome
-            && failure.poisons_instance()
-        {
+        if instance.poisoned {
             self.instance = None;
             self.replacement = Some(prepare_in_background(
                 self.code.clone(),
