@@ -173,8 +173,11 @@ def _strict_json(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"invalid UTF-8 at byte {e.start}") from None
+    # Counting brackets is quick; only a document with more than the limit
+    # can nest that deep, and only then is it scanned token by token.
     depth = 0
-    for token in _JSON_NESTING.finditer(text):
+    brackets = text.count("[") + text.count("{")
+    for token in _JSON_NESTING.finditer(text) if brackets > _JSON_MAX_DEPTH else ():
         bracket = token.group()
         if bracket in "[{":
             depth += 1
@@ -184,7 +187,9 @@ def _strict_json(data: bytes) -> Any:
             depth -= 1
     value = json.loads(text, parse_constant=_reject_constant, parse_float=_float, parse_int=_int)
     # Python keeps an unpaired \ud800 escape as a lone surrogate; serde_json
-    # refuses it.
+    # refuses it. Only a document with such an escape needs the walk.
+    if "\\ud" not in text and "\\uD" not in text:
+        return value
     stack = [value]
     while stack:
         item = stack.pop()
