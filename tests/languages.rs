@@ -645,6 +645,10 @@ fn new_projects_build_with_one_command_pass_their_tests_and_run_in_every_languag
             );
         }
 
+        if lang != Lang::Rust {
+            changed_sources_are_rebuilt(lang, &project, &mut build);
+        }
+
         // Over the sample alerts, with a hidden marker file that is skipped.
         let inbox = project.join("samples");
         for sample in &samples {
@@ -661,9 +665,6 @@ fn new_projects_build_with_one_command_pass_their_tests_and_run_in_every_languag
         assert_eq!(result.lines.len(), samples.len() + 1, "{lang:?}");
         assert!(!result.lines.contains_key(".done"));
         assert_eq!(result.lines["example.xml"]["decision"], "save", "{lang:?}");
-        if lang != Lang::Rust {
-            changed_sources_are_rebuilt(lang, &project, &mut build);
-        }
         decisions.push((
             lang,
             result
