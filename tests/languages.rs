@@ -4,8 +4,13 @@
 //!   decisions as the Rust ones on every sample alert, with the same actions;
 //! - Python and JavaScript guests are sandboxed like Rust ones (time and
 //!   memory limits, no files, no network);
-//! - `alerthost new` scaffolds a project in each language that passes its own
-//!   native test, builds with one command, and runs;
+//! - `alerthost new`, in an empty directory outside the repository,
+//!   scaffolds a project in each language that passes its own tests with the
+//!   language's plain command, builds with `./build.sh`, and runs over the
+//!   sample alerts (hidden files skipped);
+//! - the same Python and JavaScript sources build to the same bytes (a build
+//!   whose inputs did not change keeps its output), a changed source does
+//!   not;
 //! - the SDKs' and the examples' own native tests pass (`python3 -m unittest`,
 //!   `node --test`).
 //!
@@ -534,71 +539,227 @@ fn python_and_javascript_guests_are_sandboxed() {
     }
 }
 
+/// What `alerthost check` says of a component: its version (the first 12
+/// hex digits of its SHA-256) and whether its compiled code came from the
+/// cache.
+fn check(component: &Path) -> (String, bool) {
+    let out = run(Command::new(alerthost_bin())
+        .arg("check")
+        .arg(component)
+        .arg("--cache-dir")
+        .arg(component_cache()));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = said
+        .lines()
+        .find_map(|line| line.strip_prefix("version:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("`alerthost check` names no version: {said}"))
+        .to_owned();
+    (version, said.contains("cache load"))
+}
+
 #[test]
-fn new_projects_pass_their_tests_build_and_run_in_every_language() {
+fn new_projects_build_with_one_command_pass_their_tests_and_run_in_every_language() {
     toolchains();
-    let dir = tempfile::tempdir().unwrap();
-    let sample = repo().join("tests/data/samples/voevent/swift_bat_grb_pos_1118357.xml");
-    for (lang, flag) in [
-        (Lang::Rust, "rust"),
-        (Lang::Python, "python"),
-        (Lang::Js, "js"),
+    // An empty directory outside the repository, as for a new author.
+    let dir = tempfile::Builder::new()
+        .prefix("alerthost-new-")
+        .tempdir()
+        .unwrap();
+    assert!(!dir.path().starts_with(repo()));
+    let samples = samples();
+    let mut decisions: Vec<(Lang, BTreeMap<String, Value>)> = Vec::new();
+    for (lang, flag, test) in [
+        (Lang::Rust, "rust", &["cargo", "test", "--quiet"][..]),
+        (
+            Lang::Python,
+            "python",
+            &["python3", "-m", "unittest", "-q"][..],
+        ),
+        (Lang::Js, "js", &["node", "--test"][..]),
     ] {
         let name = format!("watch-{flag}");
-        let project = dir.path().join(&name);
         let out = run(Command::new(alerthost_bin())
-            .args(["new", "--lang", flag, &name, "--dir"])
-            .arg(&project));
+            .args(["new", "--lang", flag, &name])
+            .current_dir(dir.path()));
+        let project = dir.path().join(&name);
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(said.contains("build:") && said.contains("test:"), "{said}");
-        assert!(
-            std::fs::read_to_string(project.join("README.md"))
-                .unwrap()
-                .contains(&name)
+        let test_command = test.join(" ");
+        let test_command = test_command
+            .trim_end_matches(" --quiet")
+            .trim_end_matches(" -q");
+        for expected in ["build:  ./build.sh", &format!("test:   {test_command}")] {
+            assert!(said.contains(expected), "{lang:?}: {said}");
+        }
+        let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+        for expected in [
+            "./build.sh",
+            test_command,
+            &format!("alerthost test dist/{name}.wasm"),
+            "alerthost run -c",
+        ] {
+            assert!(
+                readme.contains(expected),
+                "{lang:?} README lacks {expected:?}"
+            );
+        }
+
+        // Its own tests, with the language's plain command.
+        let mut own_tests = Command::new(test[0]);
+        own_tests.args(&test[1..]).current_dir(&project);
+        // The one build command. Toolchain caches are shared with the rest
+        // of the tests: cargo's target directory, pip's cache (the project's
+        // .venv is created for real) and, for JavaScript, the repository's
+        // componentize-js, installed from the same lock file a project
+        // carries.
+        let mut build = Command::new(project.join("build.sh"));
+        build.current_dir(&project);
+        if lang == Lang::Rust {
+            let target = target_dir().join("alerthost-test-new-rust");
+            for cmd in [&mut own_tests, &mut build] {
+                cmd.env("CARGO_TARGET_DIR", &target)
+                    .env_remove("RUSTFLAGS")
+                    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                    .env_remove("CARGO_BUILD_TARGET");
+            }
+        }
+        build
+            .env_remove("COMPONENTIZE_PY")
+            .env("ALERTHOST_JS_TOOLCHAIN", repo().join("guest-sdk/js"));
+        run(&mut own_tests);
+        run(&mut build);
+        let component = project.join(format!("dist/{name}.wasm"));
+        if lang == Lang::Python {
+            assert!(project.join(".venv/bin/componentize-py").is_file());
+        }
+
+        // A rebuild of the same sources gives the same bytes.
+        let before = std::fs::read(&component).unwrap();
+        let again = run(&mut build);
+        assert_eq!(
+            std::fs::read(&component).unwrap(),
+            before,
+            "{lang:?} rebuild"
         );
-        let component = match lang {
-            Lang::Rust => {
-                // Native tests and the component share one target directory
-                // across runs, so only the first run compiles the SDK.
-                let target = target_dir().join("alerthost-test-new-rust");
-                let cargo = |args: &[&str]| {
-                    let mut cmd = Command::new(env!("CARGO"));
-                    cmd.args(args)
-                        .current_dir(&project)
-                        .env("CARGO_TARGET_DIR", &target)
-                        .env_remove("RUSTFLAGS")
-                        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                        .env_remove("CARGO_BUILD_TARGET");
-                    cmd
-                };
-                let host = String::from_utf8(run(Command::new("rustc").arg("-vV")).stdout).unwrap();
-                let host = host
-                    .lines()
-                    .find_map(|l| l.strip_prefix("host: "))
-                    .unwrap()
-                    .to_owned();
-                run(&mut cargo(&["test", "--quiet", "--target", &host]));
-                run(&mut cargo(&["build", "--quiet", "--release"]));
-                target.join("wasm32-wasip2/release/watch_rust.wasm")
-            }
-            Lang::Python => {
-                run(Command::new("python3")
-                    .args(["-m", "unittest", "-q"])
-                    .current_dir(&project));
-                run(Command::new(project.join("build.sh"))
-                    .env("COMPONENTIZE_PY", componentize_py()));
-                project.join(format!("dist/{name}.wasm"))
-            }
-            Lang::Js => {
-                run(Command::new("node").arg("--test").current_dir(&project));
-                run(Command::new(project.join("build.sh"))
-                    .env("ALERTHOST_JS_NODE_MODULES", js_node_modules()));
-                project.join(format!("dist/{name}.wasm"))
-            }
-        };
-        let result = alerthost_test(&component, &[], std::slice::from_ref(&sample));
+        if lang != Lang::Rust {
+            assert!(
+                String::from_utf8_lossy(&again.stderr).contains("unchanged"),
+                "{lang:?}: {}",
+                String::from_utf8_lossy(&again.stderr)
+            );
+        }
+
+        if lang != Lang::Rust {
+            changed_sources_are_rebuilt(lang, &project, &mut build);
+        }
+
+        // Over the sample alerts, with a hidden marker file that is skipped.
+        let inbox = project.join("samples");
+        for sample in &samples {
+            std::fs::copy(sample, inbox.join(sample.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(inbox.join(".done"), "").unwrap();
+        let result = alerthost_test(&component, &[], std::slice::from_ref(&inbox));
         assert_eq!(result.code, Some(0), "{lang:?}: {}", result.stderr);
-        let line = &result.lines["swift_bat_grb_pos_1118357.xml"];
-        assert_eq!(line["decision"], "save", "{lang:?}: {line}");
+        assert!(
+            result.stderr.contains("skipped 1 hidden entry") && result.stderr.contains(".done"),
+            "{lang:?}: {}",
+            result.stderr
+        );
+        assert_eq!(result.lines.len(), samples.len() + 1, "{lang:?}");
+        assert!(!result.lines.contains_key(".done"));
+        assert_eq!(result.lines["example.xml"]["decision"], "save", "{lang:?}");
+        decisions.push((
+            lang,
+            result
+                .lines
+                .iter()
+                .map(|(file, line)| (file.clone(), outcome(line)))
+                .collect(),
+        ));
+    }
+    // The generated handler is the same in every language: it saves the
+    // VOEvents and JSON, drops the classic binary packets.
+    let (_, rust) = &decisions[0];
+    let saved = rust.values().filter(|o| o["decision"] == "save").count();
+    let binary = samples
+        .iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("binary")))
+        .count();
+    assert_eq!(saved, 1 + samples.len() - binary, "{rust:?}");
+    for (lang, other) in &decisions[1..] {
+        assert_eq!(other, rust, "{lang:?} decides unlike Rust");
+    }
+}
+
+/// After a change to a project's handler, its build compiles again: run with
+/// a stand-in toolchain of the same version that fails when asked to build,
+/// the build reaches it (instead of keeping the old component).
+fn changed_sources_are_rebuilt(lang: Lang, project: &Path, build: &mut Command) {
+    let fake = project.join("fake-toolchain");
+    let (source, comment) = match lang {
+        Lang::Python => {
+            let script = fake.join("componentize-py");
+            std::fs::create_dir_all(&fake).unwrap();
+            std::fs::write(
+                &script,
+                "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'componentize-py 0.25.1'; exit 0; }\n\
+                 echo 'stand-in toolchain asked to build' >&2; exit 1\n",
+            )
+            .unwrap();
+            run(Command::new("chmod").arg("+x").arg(&script));
+            build.env("COMPONENTIZE_PY", &script);
+            ("handler.py", "\n# changed\n")
+        }
+        _ => {
+            let package = fake.join("node_modules/@bytecodealliance/componentize-js");
+            std::fs::create_dir_all(package.join("src")).unwrap();
+            std::fs::write(package.join("package.json"), r#"{"version": "0.23.0"}"#).unwrap();
+            std::fs::write(
+                package.join("src/componentize.js"),
+                "export async function componentize() { throw new Error('stand-in toolchain asked to build'); }\n",
+            )
+            .unwrap();
+            build.env("ALERTHOST_JS_TOOLCHAIN", &fake);
+            ("handler.js", "\n// changed\n")
+        }
+    };
+    let said = run(&mut *build);
+    assert!(
+        String::from_utf8_lossy(&said.stderr).contains("unchanged"),
+        "{lang:?}: the toolchain is not consulted for unchanged sources"
+    );
+    let mut text = std::fs::read_to_string(project.join(source)).unwrap();
+    text.push_str(comment);
+    std::fs::write(project.join(source), text).unwrap();
+    let out = build.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("stand-in toolchain asked to build"),
+        "{lang:?}: a changed source was not rebuilt: {stderr}"
+    );
+}
+
+#[test]
+fn same_python_and_javascript_sources_build_to_the_same_bytes() {
+    toolchains();
+    for lang in [Lang::Python, Lang::Js] {
+        // The example as built by its build script, then rebuilt: the same
+        // bytes, so the same version, whose compiled code the host reuses.
+        // (Changed sources are rebuilt: see changed_sources_are_rebuilt.)
+        let component = example(lang, "sky_region");
+        let script = match lang {
+            Lang::Python => "examples/python/build.sh",
+            _ => "examples/js/build.sh",
+        };
+        let (version, _) = check(&component);
+        let bytes = std::fs::read(&component).unwrap();
+        run(Command::new(repo().join(script)).env("COMPONENTIZE_PY", componentize_py()));
+        assert_eq!(std::fs::read(&component).unwrap(), bytes, "{lang:?}");
+        assert_eq!(
+            check(&component),
+            (version, true),
+            "{lang:?}: same version, from the cache"
+        );
     }
 }

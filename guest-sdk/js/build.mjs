@@ -6,16 +6,25 @@
 //   node build.mjs HANDLER.js OUT.wasm [--wit DIR]
 //
 // The handler exports `handle` (and optionally `init`) or a class `Handler`;
-// see src/index.js. componentize-js is found in a node_modules next to (or
-// above) this file, else in $ALERTHOST_JS_NODE_MODULES. The WIT comes from
+// see src/index.js. componentize-js is taken from $ALERTHOST_JS_NODE_MODULES
+// when it is set, else from a node_modules next to (or above) this file. The WIT comes from
 // --wit, $ALERTHOST_WIT, wit/ next to this file or its parent (a project
 // that vendors the SDK in alerthost/), or the repository's wit/.
 //
 // WASI features the handler world has no use for are disabled: `http` and
 // `fetch-event` would make the component import wasi:http, which alerthost
 // refuses.
+//
+// The same sources give the same component: componentize-js snapshots an
+// initialised SpiderMonkey whose heap depends on random numbers and clocks
+// read at build time, so two builds of one source differ in bytes. A build
+// whose inputs (the handler directory's .js, .mjs and .json files, the SDK,
+// the WIT and componentize-js's version) match those recorded in
+// OUT.wasm.inputs, and whose OUT.wasm is the one recorded, leaves it as it
+// is: the host then sees the same version and reuses its compiled code.
 
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -45,24 +54,72 @@ const glue = [join(here, 'src', 'component.js'), join(here, 'component.js')].fin
 if (!wit) usage('no WIT found: pass --wit DIR or set ALERTHOST_WIT');
 
 async function loadComponentizeJs() {
+  const modules = process.env.ALERTHOST_JS_NODE_MODULES;
+  if (modules) {
+    const root = join(modules, '@bytecodealliance', 'componentize-js');
+    const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    return { version, ...(await import(pathToFileURL(join(root, 'src', 'componentize.js')).href)) };
+  }
   try {
-    return await import('@bytecodealliance/componentize-js');
-  } catch (first) {
-    const modules = process.env.ALERTHOST_JS_NODE_MODULES;
-    if (!modules) {
-      console.error(
-        'componentize-js is not installed: run `npm install` next to build.mjs ' +
-          '(or scripts/guest-toolchains.sh in the alerthost repository), ' +
-          'or set ALERTHOST_JS_NODE_MODULES to a node_modules that has it',
-      );
-      throw first;
-    }
-    const entry = join(modules, '@bytecodealliance', 'componentize-js', 'src', 'componentize.js');
-    return import(pathToFileURL(entry).href);
+    const module = await import('@bytecodealliance/componentize-js');
+    // The package exports no package.json: find it above its entry point.
+    let dir = dirname(fileURLToPath(import.meta.resolve('@bytecodealliance/componentize-js')));
+    while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+    return { version: JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version, ...module };
+  } catch (e) {
+    console.error(
+      'componentize-js is not installed: run `npm install` next to build.mjs ' +
+        '(or scripts/guest-toolchains.sh in the alerthost repository), ' +
+        'or set ALERTHOST_JS_NODE_MODULES to a node_modules that has it',
+    );
+    throw e;
   }
 }
 
-const { componentize } = await loadComponentizeJs();
+/** Every file under `dir` whose name ends with one of `extensions`, sorted,
+ * skipping build output, dependencies and hidden entries. */
+function sources(dir, extensions) {
+  const found = [];
+  const walk = (sub) => {
+    for (const entry of readdirSync(join(dir, sub), { withFileTypes: true })) {
+      const path = sub ? `${sub}/${entry.name}` : entry.name;
+      if (entry.name.startsWith('.') || ['node_modules', 'dist'].includes(entry.name)) continue;
+      if (entry.isDirectory()) walk(path);
+      else if (extensions.some((ext) => entry.name.endsWith(ext))) found.push(path);
+    }
+  };
+  walk('');
+  return found.sort();
+}
+
+/** A hash of what the component is built from (paths relative to their
+ * directories, so a moved project keeps its record). */
+function fingerprint(version) {
+  const hash = createHash('sha256');
+  hash.update(`componentize-js ${version}\n`);
+  const add = (dir, files) => {
+    for (const file of files) {
+      hash.update(`${file}\n`);
+      hash.update(createHash('sha256').update(readFileSync(join(dir, file))).digest('hex'));
+    }
+  };
+  add(dirname(handlerPath), sources(dirname(handlerPath), ['.js', '.mjs', '.json']));
+  add(dirname(glue), sources(dirname(glue), ['.js']));
+  add(wit, sources(wit, ['.wit']));
+  return hash.digest('hex');
+}
+
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+const { componentize, version } = await loadComponentizeJs();
+const inputs = fingerprint(version);
+const record = `${outPath}.inputs`;
+if (existsSync(outPath) && existsSync(record)) {
+  if (readFileSync(record, 'utf8').trim() === `${inputs} ${sha256(readFileSync(outPath))}`) {
+    console.error(`unchanged ${outPath} (same inputs as its build)`);
+    process.exit(0);
+  }
+}
 
 // componentize-js takes one module whose exports are the world's: write an
 // entry next to the handler (imports are resolved relative to it) that wires
@@ -109,6 +166,7 @@ try {
   });
   await mkdir(dirname(outPath), { recursive: true });
   await writeFile(outPath, component);
+  await writeFile(record, `${inputs} ${sha256(component)}\n`);
   console.error(`built ${outPath} (${component.length} bytes)`);
 } finally {
   await rm(work, { recursive: true, force: true });

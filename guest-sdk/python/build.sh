@@ -11,6 +11,14 @@
 # `componentize-py` on PATH. The WIT is --wit, $ALERTHOST_WIT, wit/ next to
 # the `alerthost` package (a vendored SDK), or the repository's wit/.
 #
+# The same sources give the same component: componentize-py snapshots an
+# initialised CPython whose heap depends on random numbers drawn at build
+# time, so two builds of one source differ in bytes. A build whose inputs
+# (the handler directory's .py files, the SDK, the WIT, componentize-py's
+# version and the options) match those recorded in OUT.wasm.inputs, and whose
+# OUT.wasm is the one recorded, leaves it as it is: the host then sees the
+# same version and reuses its compiled code.
+#
 # --stub-wasi replaces every WASI import with a trap (componentize-py's
 # option): for hosts that refuse the wasi:sockets imports CPython brings;
 # print(), time and the filesystem then trap instead of working or failing.
@@ -63,6 +71,24 @@ if [ -z "$componentize" ]; then
     fi
 fi
 
+# What the component is built from, hashed (paths relative, so a moved
+# project keeps its record).
+inputs() {
+    "$componentize" --version
+    echo "module=$module ${stub[*]:-}"
+    (cd "$dir" && find . \( -name .venv -o -name dist -o -name __pycache__ -o -name node_modules -o -name '.?*' \) -prune \
+        -o -type f -name '*.py' -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+    (cd "$sdk" && sha256sum alerthost/*.py)
+    (cd "$wit" && find . -type f -name '*.wit' -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+}
+fingerprint="$(inputs | sha256sum | cut -d' ' -f1)"
+record="$out.inputs"
+if [ -f "$out" ] && [ -f "$record" ] &&
+    [ "$(cat "$record")" = "$fingerprint $(sha256sum < "$out" | cut -d' ' -f1)" ]; then
+    echo "unchanged $out (same inputs as its build)" >&2
+    exit 0
+fi
+
 # componentize-py wants a module whose `WitWorld` class is the export: write
 # one that hands the handler module to the SDK's glue.
 work="$(mktemp -d)"
@@ -78,4 +104,5 @@ EOF
 (cd "$work" && env -u VIRTUAL_ENV "$componentize" -q -d "$wit" -w handler componentize "${stub[@]}" \
     -p "$work" -p "$dir" -p "$sdk" alerthost_entry -o "$out.tmp")
 mv "$out.tmp" "$out"
+echo "$fingerprint $(sha256sum < "$out" | cut -d' ' -f1)" > "$record"
 echo "built $out ($(wc -c < "$out") bytes)" >&2

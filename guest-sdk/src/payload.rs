@@ -115,7 +115,10 @@ pub fn detect(bytes: &[u8]) -> Format {
                 Format::Unknown
             };
         }
-        Some(b'{' | b'[') if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+        // The same test as `Json::parse`: skipping the value without building
+        // it would accept numbers out of range, lone surrogates and nesting
+        // deeper than the limit, which `Json::parse` refuses.
+        Some(b'{' | b'[') if Json::parse(bytes).is_ok() => {
             return Format::Json;
         }
         _ => {}

@@ -195,7 +195,8 @@ impl CacheArgs {
 pub struct TestArgs {
     /// The handler component (.wasm).
     pub handler: PathBuf,
-    /// Message files, or directories of them (read recursively, in name order).
+    /// Message files, or directories of them (read recursively, in name
+    /// order; hidden entries, named with a leading `.`, are skipped).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// A parameter for the handler's init, as KEY=VALUE (repeatable).

@@ -6,7 +6,7 @@
 // `classicTextPairs` or `ClassicBinary` read them. Plain JavaScript: works the
 // same under Node (tests) and inside a component.
 
-import { XmlError, lineOf, localName, scan } from './xml.js';
+import { NOT_XML_CHAR, XmlError, lineOf, localName, scan } from './xml.js';
 
 /** Payload formats, as `detect` names them. */
 export const Format = Object.freeze({
@@ -93,6 +93,64 @@ const hasBom = (bytes) => bytes.length >= 3 && bytes[0] === BOM[0] && bytes[1] =
 const isAsciiSpace = (b) => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0c || b === 0x0d;
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/;
 const KEY = /^[A-Za-z0-9_]+$/;
+// Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` strips.
+// JavaScript's own `trim()` also strips U+FEFF, keeps U+0085, and would disagree.
+const WHITESPACE = new Set([
+  0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,
+  0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000,
+]);
+
+/** `text` without leading and trailing whitespace, as Rust's `str::trim`
+ * defines it (a loop: a regular expression anchored at the end would take
+ * quadratic time on long runs of spaces). */
+export function trim(text) {
+  let start = 0;
+  let end = text.length;
+  while (start < end && WHITESPACE.has(text.charCodeAt(start))) start++;
+  while (end > start && WHITESPACE.has(text.charCodeAt(end - 1))) end--;
+  return text.slice(start, end);
+}
+
+// serde_json's nesting limit: a document 128 arrays or objects deep is refused.
+const JSON_MAX_DEPTH = 127;
+const JSON_NESTING = /"[^"\\]*(?:\\[\s\S][^"\\]*)*"|[[\]{}]/g;
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** Parse JSON as strictly as serde_json: no numbers beyond the float range
+ * (JSON.parse makes them infinite), no lone surrogates, at most 127 arrays or
+ * objects deep. Throws a SyntaxError saying what is wrong. */
+function strictJson(text) {
+  // One match per string or bracket: the regular expression runs as native
+  // code, where a loop over every character would be interpreted (a 900 KB
+  // sky map would take seconds inside a component).
+  let depth = 0;
+  JSON_NESTING.lastIndex = 0;
+  for (let m = JSON_NESTING.exec(text); m; m = JSON_NESTING.exec(text)) {
+    const c = m[0];
+    if (c === '[' || c === '{') {
+      if (++depth > JSON_MAX_DEPTH) throw new SyntaxError('recursion limit exceeded');
+    } else if (c === ']' || c === '}') {
+      depth--;
+    }
+  }
+  const value = JSON.parse(text);
+  const stack = [value];
+  while (stack.length) {
+    const item = stack.pop();
+    if (typeof item === 'number') {
+      if (!Number.isFinite(item)) throw new SyntaxError('number out of range');
+    } else if (typeof item === 'string') {
+      if (LONE_SURROGATE.test(item)) throw new SyntaxError('lone surrogate in a string');
+    } else if (item !== null && typeof item === 'object') {
+      for (const [key, inner] of Object.entries(item)) {
+        if (!Array.isArray(item)) stack.push(key);
+        stack.push(inner);
+      }
+    }
+  }
+  return value;
+}
+
 // The forms Rust's `f64::from_str` accepts.
 const F64 = /^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)$/i;
 
@@ -101,7 +159,7 @@ const F64 = /^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infin
  * `f64` accepts; `null` otherwise. May be infinite or NaN.
  */
 export function parseF64(text) {
-  const t = String(text).trim();
+  const t = trim(String(text));
   if (!F64.test(t)) return null;
   const word = t.replace(/^[+-]/, '').toLowerCase();
   const sign = t.startsWith('-') ? -1 : 1;
@@ -144,7 +202,7 @@ export function detect(bytes) {
     const text = utf8(bytes);
     if (text !== null) {
       try {
-        JSON.parse(text);
+        strictJson(text);
         return Format.JSON;
       } catch {
         // Not JSON after all; it may still be text.
@@ -217,7 +275,7 @@ function daysFromCivil(year, month, day) {
  * is not in that form or names an impossible date or time.
  */
 export function isoTimeToUnixMillis(text) {
-  text = String(text).trim();
+  text = trim(String(text));
   if (!/^[\x00-\x7f]*$/.test(text) || text.length < 11 || !'Tt '.includes(text[10])) return null;
   const date = text.slice(0, 10);
   const rest = text.slice(11);
@@ -295,6 +353,11 @@ export class VoEvent {
     if (hasBom(bytes)) bytes = bytes.subarray(3);
     const decoded = utf8(bytes);
     if (decoded === null) throw new PayloadError(Format.VOEVENT, `not UTF-8 at byte ${validUpTo(bytes)}`);
+    const bad = NOT_XML_CHAR.exec(decoded);
+    if (bad) {
+      const code = bad[0].codePointAt(0).toString(16).toUpperCase().padStart(4, '0');
+      throw new PayloadError(Format.VOEVENT, `line ${lineOf(decoded, bad.index)}: character U+${code} is not allowed in XML`);
+    }
     return new VoEventParser().run(decoded.replace(/\r\n?/g, '\n'));
   }
 
@@ -326,8 +389,8 @@ export class VoEvent {
    * sub-threshold notice, 61 for a Swift BAT GRB position); `null` when absent. */
   packetType() {
     const value = this.param('Packet_Type');
-    if (value === null || !/^[+-]?[0-9]+$/.test(value.trim())) return null;
-    const number = Number(value.trim());
+    if (value === null || !/^[+-]?[0-9]+$/.test(trim(value))) return null;
+    const number = Number(trim(value));
     return number >= -(2 ** 31) && number < 2 ** 31 ? number : null;
   }
 
@@ -343,6 +406,10 @@ class Failure extends Error {}
 class VoEventParser {
   constructor() {
     this.path = [];
+    // How many of the open elements are <What> and <WhereWhen>: asking
+    // whether one is open must not walk the path (deep documents would take
+    // quadratic time).
+    this.openCount = { What: 0, WhereWhen: 0 };
     this.groups = [];
     this.text = '';
     this.openParam = null;
@@ -385,7 +452,7 @@ class VoEventParser {
   }
 
   within(element) {
-    return this.path.includes(element);
+    return this.openCount[element] > 0;
   }
 
   open(qname, attrs) {
@@ -414,6 +481,7 @@ class VoEventParser {
       this.c1 = this.c2 = this.errorRadius = null;
     }
     this.path.push(name);
+    if (Object.hasOwn(this.openCount, name)) this.openCount[name]++;
   }
 
   close(qname) {
@@ -421,6 +489,7 @@ class VoEventParser {
     const open = this.path.pop();
     if (open === undefined) throw new Failure(`end tag </${name}> without a start tag`);
     if (open !== name) throw new Failure(`malformed XML: expected </${open}>, found </${name}>`);
+    if (Object.hasOwn(this.openCount, name)) this.openCount[name]--;
     const text = this.text;
     this.text = '';
     const inWhereWhen = this.within('WhereWhen');
@@ -436,14 +505,14 @@ class VoEventParser {
       if (this.openParam) event.params.push(this.openParam);
       this.openParam = null;
     } else if (parent === 'Param' && name === 'Value') {
-      if (this.openParam && this.openParam.value === '') this.openParam.value = text.trim();
+      if (this.openParam && this.openParam.value === '') this.openParam.value = trim(text);
     } else if (parent === 'Who' && name === 'Date' && this.path.length === 2 && event.date === null) {
-      event.date = text.trim();
+      event.date = trim(text);
     } else if (name === 'ISOTime' && inWhereWhen && event.isoTime === null) {
-      event.isoTime = text.trim();
+      event.isoTime = trim(text);
     } else if (inWhereWhen && ((parent === 'Value2' && (name === 'C1' || name === 'C2')) || (parent === 'Position2D' && name === 'Error2Radius'))) {
       const value = parseFinite(text);
-      if (value === null) throw new Failure(`<${name}> ${debugString(text.trim())} is not a number`);
+      if (value === null) throw new Failure(`<${name}> ${debugString(trim(text))} is not a number`);
       if (name === 'C1') this.c1 = value;
       else if (name === 'C2') this.c2 = value;
       else this.errorRadius = value;
@@ -459,7 +528,7 @@ class VoEventParser {
 
   addText(text) {
     if (this.rootClosed || this.path.length === 0) {
-      if (text.trim() !== '') throw new Failure('text after the end of the root element');
+      if (trim(text) !== '') throw new Failure('text after the end of the root element');
       return;
     }
     this.text += text;
@@ -485,7 +554,7 @@ export class Json {
     const text = utf8(toBytes(bytes));
     if (text === null) throw new PayloadError(Format.JSON, 'not UTF-8');
     try {
-      return new Json(JSON.parse(text));
+      return new Json(strictJson(text));
     } catch (e) {
       throw new PayloadError(Format.JSON, e.message);
     }
@@ -538,16 +607,17 @@ export class Json {
  * anything before the first key are skipped. Invalid UTF-8 becomes U+FFFD.
  */
 export function classicTextPairs(bytes) {
-  const text = new TextDecoder().decode(toBytes(bytes));
+  // ignoreBOM keeps a byte-order mark as U+FEFF, as Rust's lossy decoding does.
+  const text = new TextDecoder('utf-8', { ignoreBOM: true }).decode(toBytes(bytes));
   const pairs = [];
   for (let line of text.split('\n')) {
     if (line.endsWith('\r')) line = line.slice(0, -1);
-    const content = line.trim();
+    const content = trim(line);
     if (!content) continue;
     const colon = line.indexOf(':');
     const key = colon < 0 ? '' : line.slice(0, colon);
-    if (colon >= 0 && !/^\s/.test(line) && KEY.test(key)) {
-      pairs.push([key, line.slice(colon + 1).trim()]);
+    if (colon >= 0 && !WHITESPACE.has(line.charCodeAt(0)) && KEY.test(key)) {
+      pairs.push([key, trim(line.slice(colon + 1))]);
     } else if (pairs.length) {
       const last = pairs.at(-1);
       last[1] = last[1] ? `${last[1]} ${content}` : content;

@@ -25,6 +25,22 @@ export class XmlError extends Error {
   }
 }
 
+/** Whether XML 1.0 allows the code point `code` in a document (its `Char`
+ * production). */
+export function isXmlChar(code) {
+  return (
+    code === 0x09 ||
+    code === 0x0a ||
+    code === 0x0d ||
+    (code >= 0x20 && code <= 0xd7ff) ||
+    (code >= 0xe000 && code <= 0xfffd) ||
+    (code >= 0x10000 && code <= 0x10ffff)
+  );
+}
+
+/** A character XML does not allow (`text` is well-formed UTF-16). */
+export const NOT_XML_CHAR = /[^\t\n\r\x20-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
+
 /** Replace character and predefined entity references in `text`. */
 export function decodeEntities(text, at = 0) {
   if (!text.includes('&')) return text;
@@ -35,7 +51,7 @@ export function decodeEntities(text, at = 0) {
       const digits = ref.slice(hex ? 2 : 1);
       const valid = hex ? /^[0-9a-fA-F]+$/.test(digits) : /^[0-9]+$/.test(digits);
       const code = valid ? parseInt(digits, hex ? 16 : 10) : NaN;
-      if (!(code > 0 && code <= 0x10ffff) || (code >= 0xd800 && code <= 0xdfff)) {
+      if (!isXmlChar(code)) {
         throw new XmlError(`bad character reference \`&${ref};\``, at + offset);
       }
       return String.fromCodePoint(code);
@@ -87,17 +103,11 @@ export function scan(text, { onStart, onEnd, onText }) {
     } else if (text.startsWith('<?', i)) {
       i = expect('?>', 'processing instruction', i) + 2;
     } else if (text.startsWith('<!', i)) {
-      // A doctype, possibly with an internal subset in brackets.
-      let depth = 0;
-      let j = i + 2;
-      for (; j < n; j++) {
-        const c = text[j];
-        if (c === '[') depth++;
-        else if (c === ']') depth--;
-        else if (c === '>' && depth <= 0) break;
-      }
-      if (j >= n) throw new XmlError('doctype not closed', i);
-      i = j + 1;
+      // A doctype. One with an internal subset (`[...]`) could declare
+      // entities, which the other SDKs do not expand: refuse it alike.
+      const end = expect('>', 'doctype', i);
+      if (text.slice(i, end).includes('[')) throw new XmlError('a doctype with an internal subset is not supported', i);
+      i = end + 1;
     } else if (text.startsWith('</', i)) {
       const start = i;
 

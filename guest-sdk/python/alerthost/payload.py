@@ -64,6 +64,13 @@ _BOM = b"\xef\xbb\xbf"
 _ASCII_SPACE = b" \t\n\x0c\r"
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _KEY = re.compile(r"[A-Za-z0-9_]+")
+# Rust's `char::is_whitespace` (Unicode White_Space), which `str::trim` strips:
+# Python's own `str.strip()` also strips U+001C to U+001F and would disagree.
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+# serde_json's nesting limit: a document 128 arrays or objects deep is refused.
+_JSON_MAX_DEPTH = 127
+_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # The forms Rust's `f64::from_str` accepts.
 _F64 = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
 
@@ -81,10 +88,16 @@ class PayloadError(ValueError):
         self.detail = detail
 
 
+def _trim(text: str) -> str:
+    """``text`` without leading and trailing whitespace, as Rust's
+    ``str::trim`` defines it."""
+    return text.strip(_WHITESPACE)
+
+
 def parse_f64(text: str) -> Optional[float]:
     """``text`` (surrounding whitespace allowed) as a number, in the forms a
     Rust ``f64`` accepts; ``None`` otherwise. May be infinite or NaN."""
-    text = text.strip()
+    text = _trim(text)
     if not _F64.fullmatch(text):
         return None
     return float(text)
@@ -132,14 +145,63 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _int(text: str) -> Any:
+    """An integer as serde_json keeps it: exact within 64 bits, else the
+    nearest float, refused beyond the float range."""
+    # A JSON integer has no leading zeros: past 310 digits it is out of range
+    # (and int() of a very long string is slow, or refused).
+    if len(text) > 310:
+        raise ValueError(f"number out of range: {text[:20]}...")
+    value = int(text)
+    if value == 0 and text.startswith("-"):
+        return -0.0  # serde_json reads `-0` as the float -0.0
+    return value if -(2**63) <= value < 2**64 else _float(text)
+
+
 def _strict_json(data: bytes) -> Any:
     """Parse JSON as strictly as serde_json: UTF-8 only, no byte-order mark,
-    no NaN or Infinity."""
+    no NaN or Infinity, numbers within the float range, no lone surrogates,
+    at most 127 arrays or objects deep."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"invalid UTF-8 at byte {e.start}") from None
-    return json.loads(text, parse_constant=_reject_constant)
+    # Counting brackets is quick; only a document with more than the limit
+    # can nest that deep, and only then is it scanned token by token.
+    depth = 0
+    brackets = text.count("[") + text.count("{")
+    for token in _JSON_NESTING.finditer(text) if brackets > _JSON_MAX_DEPTH else ():
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > _JSON_MAX_DEPTH:
+                raise ValueError("recursion limit exceeded")
+        elif bracket in "]}":
+            depth -= 1
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_float, parse_int=_int)
+    # Python keeps an unpaired \ud800 escape as a lone surrogate; serde_json
+    # refuses it. Only a document with such an escape needs the walk.
+    if "\\ud" not in text and "\\uD" not in text:
+        return value
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ValueError("lone surrogate in a string")
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+    return value
 
 
 def _is_text(data: bytes) -> bool:
@@ -223,7 +285,7 @@ def iso_time_to_unix_millis(text: str) -> Optional[int]:
     milliseconds are truncated. ``None`` when ``text`` is not in that form or
     names an impossible date or time (leap seconds included).
     """
-    text = text.strip()
+    text = _trim(text)
     if not text.isascii() or len(text) < 11 or text[10] not in "Tt ":
         return None
     date, rest = text[:10], text[11:]
@@ -367,9 +429,9 @@ class VoEvent:
         """GCN's notice type number, the ``Packet_Type`` param (131 for a Fermi
         GBM sub-threshold notice, 61 for a Swift BAT GRB position)."""
         value = self.param("Packet_Type")
-        if value is None or not re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        if value is None or not re.fullmatch(r"[+-]?[0-9]+", _trim(value)):
             return None
-        number = int(value.strip())
+        number = int(_trim(value))
         return number if -(2**31) <= number < 2**31 else None
 
     def time_unix_millis(self) -> Optional[int]:
@@ -394,6 +456,10 @@ class _VoEventParser:
 
     def __init__(self) -> None:
         self.path: List[str] = []
+        # How many of the open elements are <What> and <WhereWhen>: asking
+        # whether one is open must not walk the path (deep documents would
+        # take quadratic time).
+        self.open_count = {"What": 0, "WhereWhen": 0}
         self.groups: List[Optional[str]] = []
         self.text: List[str] = []
         self.open_param: Optional[Param] = None
@@ -410,6 +476,7 @@ class _VoEventParser:
         parser.StartElementHandler = self.open
         parser.EndElementHandler = self.close
         parser.CharacterDataHandler = self.text.append
+        parser.StartDoctypeDeclHandler = self.doctype
         self.parser = parser
         try:
             parser.Parse(data, True)
@@ -427,8 +494,14 @@ class _VoEventParser:
             raise PayloadError(VOEVENT, "no root element")
         return self.event
 
+    def doctype(self, name: str, system_id: Any, public_id: Any, has_internal_subset: bool) -> None:
+        # Entities declared there would be expanded by expat and refused as
+        # unknown by the Rust and JavaScript SDKs: refuse them all alike.
+        if has_internal_subset:
+            raise _Failure("a doctype with an internal subset is not supported")
+
     def within(self, element: str) -> bool:
-        return element in self.path
+        return self.open_count[element] > 0
 
     def open(self, qname: str, attrs: dict) -> None:
         name = qname.rsplit(":", 1)[-1]
@@ -455,9 +528,13 @@ class _VoEventParser:
             self.position_unit = attrs.get("unit")
             self.c1 = self.c2 = self.error_radius = None
         self.path.append(name)
+        if name in self.open_count:
+            self.open_count[name] += 1
 
     def close(self, qname: str) -> None:
         name = self.path.pop()
+        if name in self.open_count:
+            self.open_count[name] -= 1
         text = "".join(self.text)
         self.text.clear()
         in_where_when = self.within("WhereWhen")
@@ -475,15 +552,15 @@ class _VoEventParser:
                 self.open_param = None
         elif parent == "Param" and name == "Value":
             if self.open_param is not None and self.open_param.value == "":
-                self.open_param.value = text.strip()
+                self.open_param.value = _trim(text)
         elif parent == "Who" and name == "Date" and len(self.path) == 2 and event.date is None:
-            event.date = text.strip()
+            event.date = _trim(text)
         elif name == "ISOTime" and in_where_when and event.iso_time is None:
-            event.iso_time = text.strip()
+            event.iso_time = _trim(text)
         elif in_where_when and ((parent == "Value2" and name in ("C1", "C2")) or (parent == "Position2D" and name == "Error2Radius")):
             value = _parse_finite(text)
             if value is None:
-                raise _Failure(f"<{name}> {_rust_debug(text.strip())} is not a number")
+                raise _Failure(f"<{name}> {_rust_debug(_trim(text))} is not a number")
             if name == "C1":
                 self.c1 = value
             elif name == "C2":
@@ -581,12 +658,12 @@ def classic_text_pairs(data: bytes) -> List[Tuple[str, str]]:
     for line in text.split("\n"):
         if line.endswith("\r"):
             line = line[:-1]
-        content = line.strip()
+        content = _trim(line)
         if not content:
             continue
         key, colon, value = line.partition(":")
-        if colon and not line[:1].isspace() and _is_key(key):
-            pairs.append([key, value.strip()])
+        if colon and line[0] not in _WHITESPACE and _is_key(key):
+            pairs.append([key, _trim(value)])
         elif pairs:
             if pairs[-1][1]:
                 pairs[-1][1] += " "

@@ -43,7 +43,10 @@ impl Json {
         path.split('.')
             .try_fold(&self.0, |value, segment| match value {
                 Value::Object(map) => map.get(segment),
-                Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
+                // Digits only: `usize::from_str` would also take `+1`.
+                Value::Array(items) if segment.bytes().all(|b| b.is_ascii_digit()) => {
+                    items.get(segment.parse::<usize>().ok()?)
+                }
                 _ => None,
             })
     }

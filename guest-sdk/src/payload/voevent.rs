@@ -102,6 +102,13 @@ impl VoEvent {
                 format!("not UTF-8 at byte {}", e.valid_up_to()),
             )
         })?;
+        if let Some((at, c)) = text.char_indices().find(|&(_, c)| !is_xml_char(c)) {
+            return Err(fail(
+                text,
+                at,
+                format!("character U+{:04X} is not allowed in XML", u32::from(c)),
+            ));
+        }
         Parser::default().run(text)
     }
 
@@ -171,6 +178,11 @@ struct Parser {
     error_radius: Option<f64>,
     root_closed: bool,
     event: Option<VoEvent>,
+    /// How many of the open elements are `<What>` and `<WhereWhen>`: asking
+    /// whether one is open must not walk the path (deep documents would take
+    /// quadratic time).
+    open_what: usize,
+    open_where_when: usize,
 }
 
 impl Parser {
@@ -189,7 +201,11 @@ impl Parser {
                 Event::Text(t) => self.add_text(&t.xml10_content()),
                 Event::CData(t) => self.add_text(&t.xml10_content()),
                 Event::GeneralRef(r) => match r.resolve_char_ref() {
-                    Ok(Some(c)) => self.add_text(c.encode_utf8(&mut [0; 4])),
+                    Ok(Some(c)) if is_xml_char(c) => self.add_text(c.encode_utf8(&mut [0; 4])),
+                    Ok(Some(c)) => Err(format!(
+                        "character reference to U+{:04X}, which XML does not allow",
+                        u32::from(c)
+                    )),
                     Ok(None) => match resolve_predefined_entity(&r) {
                         Some(s) => self.add_text(s),
                         None => Err(format!("unknown entity `&{};`", &*r)),
@@ -197,6 +213,11 @@ impl Parser {
                     Err(e) => Err(format!("bad character reference: {e}")),
                 },
                 Event::Eof => break,
+                // Entities declared in an internal subset are not expanded
+                // here, nor by the other SDKs: refuse such a doctype alike.
+                Event::DocType(doctype) if doctype.contains('[') => {
+                    Err("a doctype with an internal subset is not supported".into())
+                }
                 Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => Ok(()),
             };
             result.map_err(|detail| fail(text, at, detail))?;
@@ -215,6 +236,9 @@ impl Parser {
     fn open(&mut self, start: &BytesStart) -> Result<(), String> {
         let name = start.local_name().into_inner().to_owned();
         self.text.clear();
+        // Every attribute of every element must be well formed, as for any
+        // XML parser, not only the ones read here.
+        let all = all_attributes(start)?;
         if self.root_closed {
             return Err(format!("<{name}> after the end of the root element"));
         }
@@ -222,7 +246,7 @@ impl Parser {
             if name != "VOEvent" {
                 return Err(format!("root element is <{name}>, not <VOEvent>"));
             }
-            let [ivorn, role, version] = attributes(start, ["ivorn", "role", "version"])?;
+            let [ivorn, role, version] = named(&all, ["ivorn", "role", "version"]);
             self.event = Some(VoEvent {
                 ivorn: ivorn.ok_or("<VOEvent> has no ivorn attribute")?,
                 role: role.map_or(Role::Observation, |r| Role::from_attribute(&r)),
@@ -235,11 +259,11 @@ impl Parser {
         }
         match name.as_str() {
             "Group" => {
-                let [group] = attributes(start, ["name"])?;
+                let [group] = named(&all, ["name"]);
                 self.groups.push(group);
             }
             "Param" if self.within("What") => {
-                let [name, value, unit, ucd] = attributes(start, ["name", "value", "unit", "ucd"])?;
+                let [name, value, unit, ucd] = named(&all, ["name", "value", "unit", "ucd"]);
                 self.open_param = Some(Param {
                     name: name.unwrap_or_default(),
                     value: value.unwrap_or_default(),
@@ -249,14 +273,19 @@ impl Parser {
                 });
             }
             "AstroCoords" if self.within("WhereWhen") => {
-                let [system] = attributes(start, ["coord_system_id"])?;
+                let [system] = named(&all, ["coord_system_id"]);
                 self.coord_system = system;
             }
             "Position2D" if self.within("WhereWhen") => {
-                let [unit] = attributes(start, ["unit"])?;
+                let [unit] = named(&all, ["unit"]);
                 self.position_unit = unit;
                 (self.c1, self.c2, self.error_radius) = (None, None, None);
             }
+            _ => {}
+        }
+        match name.as_str() {
+            "What" => self.open_what += 1,
+            "WhereWhen" => self.open_where_when += 1,
             _ => {}
         }
         self.path.push(name);
@@ -266,6 +295,11 @@ impl Parser {
     fn close(&mut self) -> Result<(), String> {
         // quick-xml has already checked that the end tag matches.
         let name = self.path.pop().ok_or("end tag without a start tag")?;
+        match name.as_str() {
+            "What" => self.open_what -= 1,
+            "WhereWhen" => self.open_where_when -= 1,
+            _ => {}
+        }
         let text = std::mem::take(&mut self.text);
         let in_where_when = self.within("WhereWhen");
         let Some(event) = self.event.as_mut() else {
@@ -334,26 +368,51 @@ impl Parser {
     }
 
     fn within(&self, element: &str) -> bool {
-        self.path.iter().any(|name| name == element)
+        match element {
+            "What" => self.open_what > 0,
+            "WhereWhen" => self.open_where_when > 0,
+            _ => unreachable!("only <What> and <WhereWhen> are counted"),
+        }
     }
 }
 
-/// The values of the named (unprefixed) attributes of `start`, in order.
-fn attributes<const N: usize>(
-    start: &BytesStart,
-    names: [&str; N],
-) -> Result<[Option<String>; N], String> {
-    let mut values = [const { None }; N];
-    for attribute in start.attributes() {
-        let attribute = attribute.map_err(|e| format!("bad attribute: {e}"))?;
-        if let Some(i) = names.iter().position(|&n| n == attribute.key.as_ref()) {
+/// Every attribute of `start` as (name, value), values normalized; an error
+/// for a malformed or repeated attribute or an unknown entity in a value.
+fn all_attributes(start: &BytesStart) -> Result<Vec<(String, String)>, String> {
+    start
+        .attributes()
+        .map(|attribute| {
+            let attribute = attribute.map_err(|e| format!("bad attribute: {e}"))?;
+            let name = attribute.key.as_ref().to_owned();
             let value = attribute
                 .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|e| format!("bad value of attribute `{}`: {e}", names[i]))?;
-            values[i] = Some(value.into_owned());
-        }
-    }
-    Ok(values)
+                .map_err(|e| format!("bad value of attribute `{name}`: {e}"))?;
+            // The document has no such character: a reference made it.
+            if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
+                return Err(format!(
+                    "bad value of attribute `{name}`: character reference to U+{:04X}, \
+                     which XML does not allow",
+                    u32::from(c)
+                ));
+            }
+            Ok((name, value.into_owned()))
+        })
+        .collect()
+}
+
+/// Whether XML 1.0 allows `c` in a document (its `Char` production).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// The values of the named (unprefixed) attributes, in order.
+fn named<const N: usize>(attributes: &[(String, String)], names: [&str; N]) -> [Option<String>; N] {
+    names.map(|wanted| {
+        attributes
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.clone())
+    })
 }
 
 /// An error at byte `at` of `text`, located by line number.

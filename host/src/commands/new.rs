@@ -1,9 +1,12 @@
 //! `alerthost new`: scaffold a handler project in Rust, Python or JavaScript.
 //!
-//! The project builds its component with one command and passes its own
-//! native test as generated. A Rust project depends on the `alerthost-guest`
-//! crate by path; Python and JavaScript projects carry a copy of their SDK
-//! (embedded in this binary) and of the WIT, so they are self-contained.
+//! The project is self-contained: this binary carries the SDK of each
+//! language and the WIT it was built with, and writes them into the project,
+//! so a project builds in any directory of any machine with only the host
+//! installed (and the language's own tools, which its build script installs
+//! from their registries, pinned). Every project builds with `./build.sh`
+//! into `dist/NAME.wasm` and tests natively with its language's plain test
+//! command.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,18 +17,72 @@ use crate::cli::EXIT_OK;
 
 /// The componentize-py version Python projects are built with.
 const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
-/// The componentize-js and jco versions JavaScript projects are built with.
+/// The componentize-js version JavaScript projects are built with (the rest
+/// of the toolchain is pinned by the SDK's package-lock.json).
 const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
-const JCO_VERSION: &str = "1.35.0";
 
-/// The WIT contract, vendored into Python and JavaScript projects.
+/// The WIT contract, vendored into every project.
 const WIT: &str = include_str!("../../../wit/handler.wit");
+/// The version of the WIT package, for the projects' READMEs.
+const WIT_VERSION: &str = "0.1.0";
 /// The sample message every project tests with: a Swift BAT position VOEvent.
 const SAMPLE: &[u8] =
     include_bytes!("../../../tests/data/samples/voevent/swift_bat_grb_pos_1118357.xml");
 
+/// The Rust SDK's manifest and the workspace manifest its `workspace = true`
+/// entries refer to: the vendored crate gets the resolved values.
+const RUST_SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");
+const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
+/// The workspace's lock file: a new Rust project starts from the versions the
+/// SDK was tested with (cargo drops the entries the project does not use).
+const WORKSPACE_LOCK: &str = include_str!("../../../Cargo.lock");
+
+/// (path in the project, contents) of the Rust SDK, less its manifest.
+const RUST_SDK: &[(&str, &str)] = &[
+    (
+        "alerthost-guest/README.md",
+        include_str!("../../../guest-sdk/README.md"),
+    ),
+    (
+        "alerthost-guest/src/lib.rs",
+        include_str!("../../../guest-sdk/src/lib.rs"),
+    ),
+    (
+        "alerthost-guest/src/glue.rs",
+        include_str!("../../../guest-sdk/src/glue.rs"),
+    ),
+    (
+        "alerthost-guest/src/log.rs",
+        include_str!("../../../guest-sdk/src/log.rs"),
+    ),
+    (
+        "alerthost-guest/src/types.rs",
+        include_str!("../../../guest-sdk/src/types.rs"),
+    ),
+    (
+        "alerthost-guest/src/payload.rs",
+        include_str!("../../../guest-sdk/src/payload.rs"),
+    ),
+    (
+        "alerthost-guest/src/payload/classic.rs",
+        include_str!("../../../guest-sdk/src/payload/classic.rs"),
+    ),
+    (
+        "alerthost-guest/src/payload/json.rs",
+        include_str!("../../../guest-sdk/src/payload/json.rs"),
+    ),
+    (
+        "alerthost-guest/src/payload/voevent.rs",
+        include_str!("../../../guest-sdk/src/payload/voevent.rs"),
+    ),
+];
+
 /// (path in the project, contents) of the Python SDK.
 const PYTHON_SDK: &[(&str, &str)] = &[
+    (
+        "alerthost/README.md",
+        include_str!("../../../guest-sdk/python/README.md"),
+    ),
     (
         "alerthost/__init__.py",
         include_str!("../../../guest-sdk/python/alerthost/__init__.py"),
@@ -44,8 +101,13 @@ const PYTHON_SDK: &[(&str, &str)] = &[
     ),
 ];
 
-/// (path in the project, contents) of the JavaScript SDK.
+/// (path in the project, contents) of the JavaScript SDK, with the manifest
+/// and lock file its toolchain is installed from.
 const JS_SDK: &[(&str, &str)] = &[
+    (
+        "alerthost/README.md",
+        include_str!("../../../guest-sdk/js/README.md"),
+    ),
     (
         "alerthost/index.js",
         include_str!("../../../guest-sdk/js/src/index.js"),
@@ -65,6 +127,14 @@ const JS_SDK: &[(&str, &str)] = &[
     (
         "alerthost/build.mjs",
         include_str!("../../../guest-sdk/js/build.mjs"),
+    ),
+    (
+        "alerthost/toolchain/package.json",
+        include_str!("../../../guest-sdk/js/package.json"),
+    ),
+    (
+        "alerthost/toolchain/package-lock.json",
+        include_str!("../../../guest-sdk/js/package-lock.json"),
     ),
 ];
 
@@ -90,11 +160,6 @@ pub struct NewArgs {
     /// Directory to create (it must not exist, or be empty); default ./NAME.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Rust only: the alerthost-guest crate (the guest-sdk directory of an
-    /// alerthost checkout). Default: the checkout the new project is inside,
-    /// else the one this binary was built from, when it still exists.
-    #[arg(long)]
-    pub sdk: Option<PathBuf>,
 }
 
 /// Write the project and say how to build and test it.
@@ -118,7 +183,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
 
     let files = match args.lang {
-        Lang::Rust => rust_files(&args.name, &rust_sdk(args.sdk.as_deref(), &dir)?),
+        Lang::Rust => rust_files(&args.name)?,
         Lang::Python => python_files(&args.name),
         Lang::Js => js_files(&args.name),
     };
@@ -135,30 +200,17 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let (build, test, component) = match args.lang {
-        Lang::Rust => (
-            "cargo build --release".to_owned(),
-            format!("cargo test --target {}", native_target()),
-            format!(
-                "target/wasm32-wasip2/release/{}.wasm",
-                args.name.replace('-', "_")
-            ),
-        ),
-        Lang::Python => (
-            "./build.sh".to_owned(),
-            "python3 -m unittest".to_owned(),
-            format!("dist/{}.wasm", args.name),
-        ),
-        Lang::Js => (
-            "./build.sh".to_owned(),
-            "node --test".to_owned(),
-            format!("dist/{}.wasm", args.name),
-        ),
+    let test = match args.lang {
+        Lang::Rust => "cargo test",
+        Lang::Python => "python3 -m unittest",
+        Lang::Js => "node --test",
     };
+    let component = format!("dist/{}.wasm", args.name);
     println!("created {}", dir.display());
-    println!("  build:  {build}  (writes {component})");
+    println!("  build:  ./build.sh  (writes {component})");
     println!("  test:   {test}");
     println!("  try:    alerthost test {component} samples/");
+    println!("  docs:   README.md");
     Ok(ExitCode::from(EXIT_OK))
 }
 
@@ -221,85 +273,29 @@ fn type_name(name: &str) -> String {
         .collect()
 }
 
-/// The target triple native tests run on, for the commands written into a
-/// Rust project (its default target is wasm32-wasip2).
-fn native_target() -> String {
-    let arch = std::env::consts::ARCH;
-    match std::env::consts::OS {
-        "macos" => format!("{arch}-apple-darwin"),
-        "windows" => format!("{arch}-pc-windows-msvc"),
-        _ => format!("{arch}-unknown-linux-gnu"),
-    }
-}
-
-/// Whether `dir` is the alerthost-guest crate.
-fn is_guest_sdk(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml"))
-        .is_ok_and(|manifest| manifest.contains("name = \"alerthost-guest\""))
-}
-
-/// The alerthost-guest crate a Rust project depends on, as written into its
-/// Cargo.toml: `--sdk`, else the checkout `project` is inside (as a relative
-/// path, so the checkout can move), else the checkout this binary was built
-/// from.
-fn rust_sdk(given: Option<&Path>, project: &Path) -> anyhow::Result<PathBuf> {
-    if let Some(sdk) = given {
-        let sdk = sdk
-            .canonicalize()
-            .with_context(|| format!("--sdk {}: no such directory", sdk.display()))?;
-        if !is_guest_sdk(&sdk) {
-            bail!(
-                "--sdk {}: not the alerthost-guest crate (the guest-sdk directory of an alerthost checkout)",
-                sdk.display()
-            );
-        }
-        return Ok(sdk);
-    }
-    let enclosing = project
-        .ancestors()
-        .enumerate()
-        .skip(1)
-        .find_map(|(depth, dir)| {
-            is_guest_sdk(&dir.join("guest-sdk"))
-                .then(|| PathBuf::from("../".repeat(depth)).join("guest-sdk"))
-        });
-    if let Some(relative) = enclosing {
-        return Ok(relative);
-    }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
-    if is_guest_sdk(&built_from) {
-        return Ok(built_from.canonicalize().unwrap_or(built_from));
-    }
-    bail!(
-        "cannot find the alerthost-guest crate for a Rust handler: pass --sdk with the \
-         guest-sdk directory of an alerthost checkout"
-    )
-}
-
-fn rust_files(name: &str, sdk: &Path) -> Vec<File> {
+fn rust_files(name: &str) -> anyhow::Result<Vec<File>> {
     let crate_name = name.replace('-', "_");
     let type_name = type_name(name);
-    let sdk = sdk.display().to_string();
-    let native = native_target();
     let values = [
         ("name", name),
         ("crate_name", crate_name.as_str()),
         ("type_name", type_name.as_str()),
-        ("sdk_path", sdk.as_str()),
-        ("native_target", native.as_str()),
+        ("wit_version", WIT_VERSION),
+        ("host_version", env!("CARGO_PKG_VERSION")),
     ];
-    vec![
+    let mut files = vec![
         File::text(
             "Cargo.toml",
             fill(include_str!("../../templates/rust/Cargo.toml"), &values),
         ),
-        File::text(
-            ".cargo/config.toml",
-            fill(include_str!("../../templates/rust/config.toml"), &values),
-        ),
+        File::text("Cargo.lock", WORKSPACE_LOCK.to_owned()),
         File::text(
             "src/lib.rs",
             fill(include_str!("../../templates/rust/lib.rs"), &values),
+        ),
+        File::script(
+            "build.sh",
+            fill(include_str!("../../templates/rust/build.sh"), &values),
         ),
         File::text(
             "README.md",
@@ -309,14 +305,93 @@ fn rust_files(name: &str, sdk: &Path) -> Vec<File> {
             ".gitignore",
             include_str!("../../templates/rust/gitignore").to_owned(),
         ),
+        File::text("alerthost-guest/Cargo.toml", vendored_sdk_manifest()?),
+        File::text("wit/handler.wit", WIT.to_owned()),
         sample(),
-    ]
+    ];
+    files.extend(vendored(RUST_SDK));
+    Ok(files)
+}
+
+/// The Rust SDK's manifest with every `workspace = true` entry replaced by
+/// the workspace's value (dependencies keep their `=` pins), so the vendored
+/// crate stands alone.
+fn vendored_sdk_manifest() -> anyhow::Result<String> {
+    use toml::{Table, Value};
+    let mut manifest: Table = RUST_SDK_MANIFEST.parse().context("guest-sdk/Cargo.toml")?;
+    let workspace: Table = WORKSPACE_MANIFEST.parse().context("Cargo.toml")?;
+    let inherited = |section: &str| -> Table {
+        workspace
+            .get("workspace")
+            .and_then(|w| w.get(section))
+            .and_then(Value::as_table)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (package, dependencies) = (inherited("package"), inherited("dependencies"));
+    let from_workspace =
+        |value: &Value| value.get("workspace").and_then(Value::as_bool) == Some(true);
+    manifest.remove("lints");
+    for (section, source) in [("package", &package), ("dependencies", &dependencies)] {
+        let Some(Value::Table(entries)) = manifest.get_mut(section) else {
+            continue;
+        };
+        for (key, value) in entries.iter_mut() {
+            if !from_workspace(value) {
+                continue;
+            }
+            let shared = source
+                .get(key)
+                .with_context(|| format!("`{section}.{key}` is not in [workspace.{section}]"))?;
+            let mut resolved = match (shared, section) {
+                (Value::String(version), "dependencies") => {
+                    let mut table = Table::new();
+                    table.insert("version".into(), Value::String(version.clone()));
+                    Value::Table(table)
+                }
+                (shared, _) => shared.clone(),
+            };
+            // Keys next to `workspace = true` add to the shared entry
+            // (`features` extend the workspace's list).
+            if let (Value::Table(own), Value::Table(resolved)) = (&*value, &mut resolved) {
+                for (own_key, own_value) in own.iter().filter(|(k, _)| *k != "workspace") {
+                    match (resolved.get_mut(own_key), own_value) {
+                        (Some(Value::Array(shared)), Value::Array(more)) => {
+                            shared.extend(more.iter().cloned());
+                        }
+                        _ => {
+                            resolved.insert(own_key.clone(), own_value.clone());
+                        }
+                    }
+                }
+            }
+            *value = resolved;
+        }
+    }
+    // [package] first, as people write it (a Table serializes in key order).
+    let mut text = format!(
+        "# The alerthost-guest SDK for alerthost:handler@{WIT_VERSION}, vendored by \
+         `alerthost new` {}.\n\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for section in ["package", "dependencies"] {
+        if let Some(table) = manifest.remove(section) {
+            text.push_str(&toml::to_string(&Table::from_iter([(
+                section.to_owned(),
+                table,
+            )]))?);
+            text.push('\n');
+        }
+    }
+    text.push_str(&toml::to_string(&manifest)?);
+    Ok(text)
 }
 
 fn python_files(name: &str) -> Vec<File> {
     let values = [
         ("name", name),
         ("componentize_py_version", COMPONENTIZE_PY_VERSION),
+        ("wit_version", WIT_VERSION),
     ];
     let mut files = vec![
         File::text(
@@ -350,7 +425,7 @@ fn js_files(name: &str) -> Vec<File> {
     let values = [
         ("name", name),
         ("componentize_js_version", COMPONENTIZE_JS_VERSION),
-        ("jco_version", JCO_VERSION),
+        ("wit_version", WIT_VERSION),
     ];
     let mut files = vec![
         File::text(
@@ -427,29 +502,55 @@ mod tests {
     }
 
     #[test]
-    fn rust_projects_inside_a_checkout_use_its_sdk_by_relative_path() {
-        let checkout = tempfile::tempdir().unwrap();
-        let sdk = checkout.path().join("guest-sdk");
-        std::fs::create_dir(&sdk).unwrap();
-        std::fs::write(
-            sdk.join("Cargo.toml"),
-            "[package]\nname = \"alerthost-guest\"\n",
-        )
-        .unwrap();
-        let project = checkout.path().join("handlers/watch");
+    fn the_vendored_rust_sdk_stands_alone_with_pinned_dependencies() {
+        let manifest: toml::Table = vendored_sdk_manifest().unwrap().parse().unwrap();
         assert_eq!(
-            rust_sdk(None, &project).unwrap(),
-            Path::new("../../guest-sdk")
+            manifest["package"]["name"].as_str(),
+            Some("alerthost-guest")
         );
+        assert_eq!(manifest["package"]["edition"].as_str(), Some("2024"));
+        assert!(!manifest.contains_key("lints"));
+        let deps = manifest["dependencies"].as_table().unwrap();
+        assert!(!deps.is_empty());
+        for (name, dep) in deps {
+            let version = dep["version"].as_str().unwrap_or_default();
+            assert!(version.starts_with('='), "{name} is not pinned: {dep}");
+            assert!(dep.get("workspace").is_none(), "{name}: {dep}");
+        }
         assert_eq!(
-            rust_sdk(Some(&sdk), &project).unwrap(),
-            sdk.canonicalize().unwrap()
+            deps["wit-bindgen"]["default-features"].as_bool(),
+            Some(false)
         );
-        let err = rust_sdk(Some(checkout.path()), &project).unwrap_err();
+        let features = deps["serde_json"]["features"].as_array().unwrap();
         assert!(
-            err.to_string().contains("not the alerthost-guest crate"),
-            "{err}"
+            features
+                .iter()
+                .any(|f| f.as_str() == Some("float_roundtrip"))
         );
+    }
+
+    #[test]
+    fn every_rust_sdk_source_is_vendored() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        let mut stack = vec![sdk.join("src")];
+        let mut sources = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(&sdk).unwrap();
+                    sources.push(format!("alerthost-guest/{}", relative.display()));
+                }
+            }
+        }
+        for source in sources {
+            assert!(
+                RUST_SDK.iter().any(|(path, _)| *path == source),
+                "{source} is missing from RUST_SDK"
+            );
+        }
     }
 
     #[test]
@@ -459,11 +560,16 @@ mod tests {
             fill("{{a}}-{{b}}-{{a}}", &[("a", "1"), ("b", "2")]),
             "1-2-1"
         );
-        for file in rust_files("grb-watch", Path::new("/sdk"))
+        for file in rust_files("grb-watch")
+            .unwrap()
             .iter()
             .chain(&python_files("grb-watch"))
             .chain(&js_files("grb-watch"))
         {
+            let vendored = ["alerthost-guest/", "alerthost/", "wit/", "Cargo.lock"];
+            if vendored.iter().any(|prefix| file.path.starts_with(prefix)) {
+                continue;
+            }
             let text = String::from_utf8_lossy(&file.contents);
             assert!(
                 !text.contains("{{"),

@@ -182,8 +182,36 @@ fn modified_millis(file: &Path) -> Option<i64> {
 }
 
 /// Every file named, with directories expanded recursively in name order.
+/// Hidden entries (a name starting with `.`, such as a `.done` marker or an
+/// editor's swap file) inside a directory are skipped and listed on stderr;
+/// a hidden file named on the command line is read.
 fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
+    let mut hidden = Vec::new();
+    expand(inputs, &mut files, &mut hidden)?;
+    if !hidden.is_empty() {
+        eprintln!(
+            "skipped {} hidden {}: {}",
+            hidden.len(),
+            if hidden.len() == 1 {
+                "entry"
+            } else {
+                "entries"
+            },
+            display_list(&hidden)
+        );
+    }
+    if files.is_empty() {
+        bail!("no message files found in {}", display_list(inputs));
+    }
+    Ok(files)
+}
+
+fn expand(
+    inputs: &[PathBuf],
+    files: &mut Vec<PathBuf>,
+    hidden: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     for input in inputs {
         let meta = std::fs::metadata(input)
             .with_context(|| format!("cannot read message file {}", input.display()))?;
@@ -194,15 +222,20 @@ fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("cannot list directory {}", input.display()))?;
             entries.sort();
-            files.extend(collect_files(&entries)?);
+            let (dotted, visible): (Vec<_>, Vec<_>) =
+                entries.into_iter().partition(|path| is_hidden(path));
+            hidden.extend(dotted);
+            expand(&visible, files, hidden)?;
         } else {
             files.push(input.clone());
         }
     }
-    if files.is_empty() {
-        bail!("no message files found in {}", display_list(inputs));
-    }
-    Ok(files)
+    Ok(())
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.as_encoded_bytes().starts_with(b"."))
 }
 
 fn display_list(paths: &[PathBuf]) -> String {
@@ -211,4 +244,43 @@ fn display_list(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_skip_hidden_entries_but_named_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for name in [
+            "b.xml",
+            "a.json",
+            ".done",
+            ".swp/x.xml",
+            "sub/c.txt",
+            "sub/.part",
+        ] {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "x").unwrap();
+        }
+        let found = collect_files(&[root.to_owned()]).unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a.json", "b.xml", "sub/c.txt"]);
+        let named = collect_files(&[root.join(".done")]).unwrap();
+        assert_eq!(named, [root.join(".done")]);
+    }
+
+    #[test]
+    fn a_directory_of_only_hidden_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".done"), "").unwrap();
+        let err = collect_files(&[dir.path().to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("no message files found"), "{err}");
+    }
 }

@@ -5,9 +5,8 @@
 //! - `formats`: comma-separated payload formats to save, from `voevent`,
 //!   `json`, `classic-text` and `classic-binary`; default `voevent,json`.
 //!
-//! Build: `cargo build --release` (the component is
-//! `target/wasm32-wasip2/release/{{crate_name}}.wasm`). Test natively:
-//! `cargo test --target {{native_target}}`.
+//! Build: `./build.sh` (the component is `dist/{{name}}.wasm`). Test
+//! natively: `cargo test`.
 
 use alerthost_guest::payload::{self, Format};
 use alerthost_guest::{Action, Handler, HandlerError, Message, Params};
