@@ -16,3 +16,4 @@ pub mod reload;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
