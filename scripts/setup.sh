@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what building and testing alerthost needs on a fresh Debian-like
 # machine: the C libraries librdkafka builds against, kcat (an independent
-# Kafka client the tests use as a witness), promtool (from `prometheus`, the
-# witness that /metrics is valid exposition format), systemd-analyze (checks
+# Kafka client the tests use as a witness), strace (the tests check which
+# directories the host fsyncs), promtool (from `prometheus`, the witness that
+# /metrics is valid exposition format), systemd-analyze (checks
 # deploy/alerthost.service), and Rust's wasm32-wasip2 target.
 # Idempotent and quick when everything is there.
 set -euo pipefail
 
-packages=(cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev kcat util-linux)
+packages=(cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev kcat util-linux strace)
 # Only their tools are used: no recommended extras (prometheus would bring a
 # node exporter).
 tools=(prometheus systemd)

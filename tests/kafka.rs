@@ -281,13 +281,12 @@ fn failed_save_is_not_committed_and_is_delivered_again() {
     let saved = dir.path().join("saved");
     let expected = produce_map(&kafka, &topic, &spread(6, 1, 0));
 
-    // A directory where the file of offset 3 must go: renaming the saved
-    // file onto it fails (EISDIR), even for root.
-    let blocked = saved
-        .join(&topic)
-        .join("partition=0")
-        .join(format!("{topic}+0+3.bin"));
+    // The directory the files go to cannot take new files, even for root
+    // (an immutable directory): an infrastructure failure, not the
+    // handler's.
+    let blocked = saved.join("save-all").join(&topic).join("partition=0");
     std::fs::create_dir_all(&blocked).unwrap();
+    set_immutable(&blocked, true);
 
     let config = write_config(
         dir.path(),
@@ -295,31 +294,30 @@ fn failed_save_is_not_committed_and_is_delivered_again() {
     );
     let mut host = start_host(&config, &[]);
     let status = host.wait_exit(SETTLE);
+    set_immutable(&blocked, false);
     let stderr = host.stderr();
-    assert!(
-        !status.success(),
-        "a save that cannot be written must stop the host with an error"
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a save that cannot be written must stop the host with an error: {stderr}"
     );
     let blocked_name = blocked.display().to_string();
     assert!(
         stderr
             .lines()
             .any(|l| l.starts_with("error:") && l.contains(&blocked_name)),
-        "the final error names the file that failed ({blocked_name})"
+        "the final error names the directory that failed ({blocked_name}): {stderr}"
     );
     // Nothing at or past the failed message is saved or committed.
-    assert_eq!(
-        saved_offsets(&saved, &topic),
-        BTreeSet::from([(0, 0), (0, 1), (0, 2)])
-    );
+    assert_eq!(saved_offsets(&saved, &topic), BTreeSet::new());
     let committed = kafka.committed_offsets(&group, &topic)[&0];
     assert!(
-        committed.unwrap_or(0) <= 3,
-        "committed {committed:?}: past offset 3, whose save failed"
+        committed.unwrap_or(0) == 0,
+        "committed {committed:?}: past offset 0, whose save failed"
     );
 
-    // Fix the sink: the message is delivered again and saved.
     std::fs::remove_dir_all(&blocked).unwrap();
+    // Fix the sink: the message is delivered again and saved.
     let mut host = start_host(&config, &[]);
     host.wait_until("all 6 messages to be saved", SETTLE, || {
         count_saved(&saved) == 6
@@ -330,6 +328,17 @@ fn failed_save_is_not_committed_and_is_delivered_again() {
         kafka.committed_offsets(&group, &topic),
         BTreeMap::from([(0, Some(6))])
     );
+}
+
+/// Make `dir` immutable (no entry can be added, even by root) or not again,
+/// with chattr(1).
+fn set_immutable(dir: &Path, on: bool) {
+    let status = std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(dir)
+        .status()
+        .expect("cannot run chattr(1)");
+    assert!(status.success(), "chattr on {} failed", dir.display());
 }
 
 /// A unified-schema JSON notice at (ra, dec).

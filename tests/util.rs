@@ -926,3 +926,245 @@ impl Kafka {
         list.groups().iter().map(|g| g.name().to_owned()).collect()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Delivery scenarios: hosts with a chosen stdout or under a tracer, what a
+// sink holds besides default names, dead letters, group offsets set by hand,
+// new partitions, and a broker of a test's own.
+
+/// Start `alerthost run --config <config> <extra_args>` with its stdout
+/// going to `stdout` (a closed pipe, `/dev/full`, ...) instead of a file;
+/// [`Host::stdout`] is then empty.
+pub fn start_host_with_stdout(config: &Path, extra_args: &[&str], stdout: Stdio) -> Host {
+    spawn_host(&[], config, extra_args, Some(stdout))
+}
+
+/// Start `<wrapper...> alerthost run --config <config> <extra_args>`, e.g.
+/// under `strace`. [`Host::pid`] is then the wrapper's pid.
+pub fn start_host_under(wrapper: &[&str], config: &Path, extra_args: &[&str]) -> Host {
+    spawn_host(wrapper, config, extra_args, None)
+}
+
+fn spawn_host(wrapper: &[&str], config: &Path, extra_args: &[&str], stdout: Option<Stdio>) -> Host {
+    let logs = tempfile::tempdir().expect("a directory for the host's logs");
+    let stdout = stdout.unwrap_or_else(|| {
+        File::create(logs.path().join("stdout"))
+            .expect("the host's stdout file")
+            .into()
+    });
+    let stderr = File::create(logs.path().join("stderr")).expect("the host's stderr file");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(alerthost_bin());
+            command
+        }
+        None => Command::new(alerthost_bin()),
+    };
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .args(extra_args)
+        .env("ALERTHOST_CACHE_DIR", component_cache_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("ALERTHOST_LOG")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    Host {
+        child,
+        logs,
+        status: None,
+    }
+}
+
+impl Host {
+    /// The peak resident memory of the process so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("cannot read the status of pid {}: {e}", self.pid()));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM line in /proc/{}/status", self.pid()))
+    }
+}
+
+/// Every visible file under `dir`, by its path relative to `dir`, with its
+/// bytes. Hidden files (a leading `.`: the file sink's temporary files, and
+/// any bookkeeping of its own) are left out; a save's name never starts with
+/// a dot.
+pub fn file_contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .map(|p| {
+            let bytes =
+                std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            let relative = p.strip_prefix(dir).expect("a file under dir").to_owned();
+            (relative, bytes)
+        })
+        .collect()
+}
+
+/// The dead-letter records (`*.error.json`) a file sink under `dir` holds.
+pub fn dead_letter_records(dir: &Path) -> Vec<serde_json::Value> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.to_str().is_some_and(|p| p.ends_with(".error.json")))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// The (partition, offset) pairs of `topic` that handler `handler` has a
+/// dead-letter record of under `dir`.
+pub fn dead_lettered(dir: &Path, handler: &str, topic: &str) -> BTreeSet<(i32, i64)> {
+    dead_letter_records(dir)
+        .iter()
+        .filter(|r| r["handler"] == handler && r["topic"] == topic)
+        .filter_map(|r| {
+            let partition = i32::try_from(r["partition"].as_i64()?).ok()?;
+            Some((partition, r["offset"].as_i64()?))
+        })
+        .collect()
+}
+
+impl Kafka {
+    /// Create `topic` with `partitions` partitions and the topic-level
+    /// settings `config` (e.g. `max.message.bytes`), and wait until every
+    /// partition has a leader.
+    pub fn create_topic_with(&self, topic: &str, partitions: i32, config: &[(&str, &str)]) {
+        let admin = self.admin();
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        for (key, value) in config {
+            new = new.set(key, value);
+        }
+        let results = futures::executor::block_on(admin.create_topics([&new], &admin_options()))
+            .unwrap_or_else(|e| panic!("cannot create topic {topic}: {e}"));
+        for result in results {
+            if let Err((name, code)) = result {
+                panic!("cannot create topic {name}: {code}");
+            }
+        }
+        wait_for(
+            &format!("topic {topic} to have {partitions} led partitions"),
+            KAFKA_TIMEOUT,
+            || self.partitions(topic) == partitions,
+        );
+    }
+
+    /// Grow `topic` to `total` partitions and wait until each has a leader.
+    pub fn add_partitions(&self, topic: &str, total: usize) {
+        let admin = self.admin();
+        let grow = rdkafka::admin::NewPartitions::new(topic, total);
+        let results =
+            futures::executor::block_on(admin.create_partitions([&grow], &admin_options()))
+                .unwrap_or_else(|e| panic!("cannot add partitions to {topic}: {e}"));
+        for result in results {
+            if let Err((name, code)) = result {
+                panic!("cannot add partitions to {name}: {code}");
+            }
+        }
+        let total = i32::try_from(total).expect("a partition count");
+        wait_for(
+            &format!("topic {topic} to have {total} led partitions"),
+            KAFKA_TIMEOUT,
+            || self.partitions(topic) == total,
+        );
+    }
+
+    /// Commit `offsets` (partition, next offset to read) of `topic` for
+    /// `group`, as a consumer of that group that has left would have.
+    pub fn commit_offsets(&self, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+        let consumer = self.consumer(group);
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .expect("an offset to commit");
+        }
+        consumer
+            .commit(&list, rdkafka::consumer::CommitMode::Sync)
+            .unwrap_or_else(|e| panic!("cannot commit {offsets:?} of {topic} for {group}: {e}"));
+    }
+}
+
+/// A broker of one test's own (`scripts/kafka.sh` with a private state
+/// directory and free ports), for a test that stops it. Dropping it stops
+/// the broker and deletes its state.
+#[derive(Debug)]
+pub struct OwnBroker {
+    state: tempfile::TempDir,
+    servers: String,
+    running: bool,
+}
+
+impl OwnBroker {
+    /// Start a broker; this takes a few seconds (a JVM starts).
+    pub fn start() -> Self {
+        let state = tempfile::tempdir().expect("a state directory for a broker");
+        let output = Self::script(state.path(), "start")
+            .output()
+            .expect("cannot run scripts/kafka.sh");
+        assert!(
+            output.status.success(),
+            "scripts/kafka.sh start failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let servers = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        OwnBroker {
+            state,
+            servers,
+            running: true,
+        }
+    }
+
+    fn script(state: &Path, command: &str) -> Command {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+        let mut cmd = Command::new(script);
+        cmd.arg(command).env("ALERTHOST_KAFKA_DIR", state);
+        cmd
+    }
+
+    /// A client of this broker.
+    pub fn client(&self) -> Kafka {
+        Kafka::new(&self.servers)
+    }
+
+    /// Stop the broker and wait until it has exited.
+    pub fn stop(&mut self) {
+        if self.running {
+            let status = Self::script(self.state.path(), "stop")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("cannot run scripts/kafka.sh");
+            assert!(status.success(), "scripts/kafka.sh stop failed ({status})");
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = Self::script(self.state.path(), "stop")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

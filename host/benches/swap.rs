@@ -3,8 +3,8 @@
 //! `cargo bench -p alerthost --bench swap` (builds the examples first if
 //! needed: `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`).
 //!
-//! Per-message latency through the real pipeline (`pipeline::Workers`, one
-//! worker, the `gbm-subthreshold` example on a Fermi GBM sub-threshold
+//! Per-message latency through the real handler path (`pipeline::HandlerSet`,
+//! what each worker runs, the `gbm-subthreshold` example on a Fermi GBM sub-threshold
 //! VOEvent, which it parses and drops), with and without a hot swap every
 //! second. Swaps go through `reload::Reloader` as a file change does: the
 //! component file is replaced (alternately by two versions with the same
@@ -29,11 +29,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use alerthost::bindings::Message;
+use alerthost::commit::{InflightBudget, PartitionTrack};
 use alerthost::config::Config;
-use alerthost::pipeline::{Deployed, HandlerSpec, Job, Shared, Workers};
+use alerthost::pipeline::{Deployed, HandlerSet, HandlerSpec};
 use alerthost::reload::Reloader;
 use alerthost::runtime::{Runtime, RuntimeOptions};
+use alerthost::shutdown::Shutdown;
 use alerthost::sink::{FileSink, Sink};
+use alerthost::stats::Stats;
 use arc_swap::ArcSwap;
 
 /// Messages per second offered to the worker.
@@ -137,10 +140,28 @@ topics = ["bench"]
     let mut sinks = BTreeMap::new();
     sinks.insert(
         handler.dead_letter.clone(),
-        Sink::File(FileSink::new(dir.join("dead-letter"))?),
+        Sink::File(FileSink::start(
+            &handler.dead_letter,
+            dir.join("dead-letter"),
+            Arc::default(),
+        )?),
     );
-    let shared = Arc::new(Shared::default());
-    let workers = Workers::start(1, handlers.clone(), Arc::new(sinks), shared.clone())?;
+    let shutdown = Arc::new(Shutdown::default());
+    let stats = Arc::new(Stats::default());
+    let mut set = HandlerSet::new(
+        handlers.clone(),
+        Arc::new(sinks),
+        Arc::clone(&shutdown),
+        Arc::clone(&stats),
+        false,
+    )?;
+    let track = PartitionTrack::new(
+        "bench".into(),
+        0,
+        1,
+        shutdown,
+        Arc::new(InflightBudget::new(u64::MAX)),
+    );
     let reloader = Reloader::new(runtime, handlers.clone(), plan);
 
     // Warm the cache with the second version, as a swap back would find it.
@@ -153,10 +174,9 @@ topics = ["bench"]
     }
 
     let done = AtomicBool::new(false);
-    let tp = ("bench".to_owned(), 0);
     let count = (RUN.as_secs_f64() * f64::from(RATE)) as usize;
     let interval = Duration::from_secs(1) / RATE;
-    let outcome = std::thread::scope(|scope| -> anyhow::Result<Outcome> {
+    std::thread::scope(|scope| -> anyhow::Result<Outcome> {
         let swapper = scope.spawn(|| -> anyhow::Result<Vec<Duration>> {
             let mut reloads = Vec::new();
             if swaps == Swaps::None {
@@ -184,26 +204,20 @@ topics = ["bench"]
             Ok(reloads)
         });
 
-        let handle_one = |offset: i64| {
-            shared.commits.lock().begin(&tp, offset);
-            workers.dispatch(Job {
-                tp: tp.clone(),
-                msg: Message {
-                    topic: "bench".into(),
-                    partition: 0,
-                    offset,
-                    timestamp: None,
-                    key: None,
-                    value: value.to_vec(),
-                    headers: Vec::new(),
-                },
-                handlers: Arc::from([0]),
-            });
-            shared.commits.wait_until(
-                Duration::from_secs(30),
-                |tracker| tracker.pending(&tp) == 0,
-                || false,
-            );
+        let mut handle_one = |offset: i64| {
+            let msg = Message {
+                topic: "bench".into(),
+                partition: 0,
+                offset,
+                timestamp: None,
+                key: None,
+                value: value.to_vec(),
+                headers: Vec::new(),
+            };
+            if let Some(ack) = track.begin(offset, 0) {
+                set.handle(&msg, &[0], ack);
+            }
+            track.drain(Instant::now() + Duration::from_secs(30), || false);
         };
         // The worker takes up the version current now.
         handle_one(0);
@@ -227,16 +241,14 @@ topics = ["bench"]
         let reloads = swapper
             .join()
             .map_err(|_| anyhow::anyhow!("the swap thread panicked"))??;
-        let failed = shared.stats.failed.load(Ordering::Relaxed);
+        let failed = stats.failed.get();
         anyhow::ensure!(failed == 0, "{failed} messages failed");
         Ok(Outcome {
             latencies,
             after_swap,
             reloads,
         })
-    });
-    workers.finish();
-    outcome
+    })
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {

@@ -182,6 +182,10 @@ pub struct RuntimeConfig {
     pub workers: Option<usize>,
     /// Directory of the compiled-component cache (default as for `--cache-dir`).
     pub cache_dir: Option<PathBuf>,
+    /// Most MiB of messages in flight (read and not yet durable) before the
+    /// workers wait (default 64). Each Kafka sink's producer queue is bounded
+    /// to the same size.
+    pub max_inflight_mib: Option<u64>,
 }
 
 /// `[metrics]`.
@@ -264,6 +268,8 @@ pub struct Plan {
     pub workers: usize,
     /// Compiled-component cache.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes of messages in flight.
+    pub max_inflight_bytes: u64,
     /// Where to serve metrics and health, if anywhere.
     pub metrics_listen: Option<String>,
     /// The static member id (`group.instance.id`), if the group uses one.
@@ -494,8 +500,17 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, usize::from),
         };
+        let max_inflight_mib = match self.runtime.max_inflight_mib {
+            Some(0) => bail!("[runtime]: `max_inflight_mib` must be at least 1"),
+            Some(n) if n > 1 << 20 => {
+                bail!("[runtime]: `max_inflight_mib` is at most 1048576 (1 TiB)")
+            }
+            Some(n) => n,
+            None => 64,
+        };
         Ok(Plan {
             path: path.to_owned(),
+            max_inflight_bytes: max_inflight_mib << 20,
             kafka,
             group_id: source.group_id.clone(),
             start: source.start,

@@ -12,7 +12,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(alerthost::cli::EXIT_USAGE)
+            // A halt while running (a handler under `stop`, a sink that
+            // cannot write) is not a usage error.
+            if alerthost::pipeline::fatal_of(&error).is_some() {
+                ExitCode::from(alerthost::cli::EXIT_HANDLER_FAILED)
+            } else {
+                ExitCode::from(alerthost::cli::EXIT_USAGE)
+            }
         }
     }
 }

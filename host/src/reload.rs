@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use notify::{RecursiveMode, Watcher as _};
 
 use crate::config::{Config, Plan};
-use crate::pipeline::{Deployed, HandlerSpec};
 use crate::runtime::{LiveHandler, Runtime};
 use crate::telemetry::{Metrics, SwapOutcome};
+use crate::worker::{Deployed, HandlerSpec};
 
 /// Quiet time after the last change of a file before it is read: an editor
 /// or `cp` writing in several steps has finished by then.

@@ -1,32 +1,45 @@
-//! The Kafka source: one consumer thread that reads, routes and dispatches
-//! messages, commits what the tracker says is done, drains and commits on
-//! partition revoke, and stops at the end of a time range.
+//! The Kafka source: it only consumes. It subscribes (or, for a time range,
+//! assigns), and on every assignment it splits each partition into a queue
+//! of its own and yields it as a [`Lane`] with a fresh commit track (a new
+//! assignment epoch); whoever takes the lane polls it. It commits the
+//! positions the tracks give, periodically, on revoke (after draining) and
+//! at the end. It knows nothing of handlers or sinks.
 //!
 //! Auto-commit is always off. With a group, the position committed for a
 //! partition is the first message not yet fully handled, so a restart after a
 //! crash re-handles at most the messages that were in flight.
+//!
+//! Start positions: a `--reset` and a `--since` (without `--until`) are
+//! resolved to offsets and committed as soon as a partition is assigned;
+//! with `start = "latest"`, a partition that did not exist at start-up and
+//! has no committed offset starts at its beginning (its first alert is not
+//! skipped).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::bindings::{Header, Message, Timestamp, TimestampKind};
-use crate::commit::TopicPartition;
+use crate::commit::{InflightBudget, PartitionTrack, TopicPartition};
 use crate::config::{StartAt, TopicSelector};
-use crate::pipeline::{HandlerSpec, Job, Shared, Stats, Workers};
+use crate::shutdown::{Fatal, Shutdown};
+use crate::stats::Stats;
 
 /// How long to wait for the cluster to answer at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a revoke or a shutdown waits for in-flight messages.
+/// How long a revoke waits for in-flight messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one request made while assigning may take.
+const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a run begins and ends.
 #[derive(Debug, Clone, Default)]
@@ -40,8 +53,9 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    fn ranged(&self) -> bool {
-        self.since.is_some() || self.until.is_some() || self.until_now
+    /// Whether the run ends by itself (an end is set).
+    pub fn ends(&self) -> bool {
+        self.until.is_some() || self.until_now
     }
 }
 
@@ -66,13 +80,62 @@ pub struct SourceOptions {
     pub progress: bool,
 }
 
-/// The consumer's callbacks: client errors, and rebalances that drain and
-/// commit before a partition is given up.
+/// One partition of one assignment, for one reader: its message queue, its
+/// commit track, and for a ranged run where it ends.
+pub struct Lane {
+    /// The partition's own queue of messages.
+    pub queue: PartitionQueue<SourceContext>,
+    /// Its commit track (one per assignment).
+    pub track: Arc<PartitionTrack>,
+    /// For a ranged run, the offset it ends before.
+    pub end: Option<i64>,
+    /// Only messages stamped in `[since, until)` are handled; the others
+    /// are passed over (and their offsets count as done).
+    pub window: Option<(i64, i64)>,
+    finished: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("track", &self.track)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lane {
+    /// The range of this lane is read completely: it is not polled again.
+    pub fn finish(self) {
+        tracing::debug!(topic = %self.track.topic(), partition = self.track.partition(), "partition reached the end of the range");
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes each lane as its partition is assigned.
+pub type LaneTaker = Box<dyn Fn(Lane) + Send + Sync>;
+
+/// The consumer's callbacks: client errors, rebalances (split, start
+/// positions, drain and commit before a partition is given up) and commit
+/// results.
 pub struct SourceContext {
-    shared: Arc<Shared>,
+    me: OnceLock<Weak<BaseConsumer<SourceContext>>>,
+    shutdown: Arc<Shutdown>,
+    budget: Arc<InflightBudget>,
+    take: LaneTaker,
     commit: bool,
+    start: StartAt,
     reset: Option<StartAt>,
-    reset_done: Mutex<HashSet<TopicPartition>>,
+    since: Option<i64>,
+    /// Partitions whose `--reset`/`--since` was applied (once per run: a
+    /// later rebalance resumes from what this run committed).
+    positioned: Mutex<HashSet<(String, i32)>>,
+    /// Partitions per topic at start-up.
+    existing: Mutex<BTreeMap<String, usize>>,
+    /// The current assignment's tracks.
+    tracks: Mutex<HashMap<TopicPartition, Arc<PartitionTrack>>>,
+    epoch: AtomicU64,
+    finished: Arc<AtomicUsize>,
     last_error: Mutex<Option<String>>,
     auth_error: Mutex<Option<String>>,
 }
@@ -85,6 +148,10 @@ impl std::fmt::Debug for SourceContext {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::PartitionEOF(_))
@@ -93,10 +160,7 @@ impl ClientContext for SourceContext {
             return;
         }
         let text = format!("{error}: {reason}");
-        let mut last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut last = lock(&self.last_error);
         if last.as_deref() != Some(text.as_str()) {
             let auth = matches!(
                 error.rdkafka_error_code(),
@@ -108,10 +172,7 @@ impl ClientContext for SourceContext {
                 tracing::error!(
                     "kafka authentication failed: {reason} (check the client id and secret)"
                 );
-                *self
-                    .auth_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_owned());
+                *lock(&self.auth_error) = Some(reason.to_owned());
             } else {
                 tracing::warn!("kafka client: {text}");
             }
@@ -127,134 +188,390 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let tps = partitions_of(tpl);
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut assignment = tpl.clone();
-                if let Some(reset) = self.reset {
-                    let mut done = self
-                        .reset_done
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    for tp in &tps {
-                        // Once per partition per run: a later rebalance
-                        // resumes from what this run committed.
-                        if done.insert(tp.clone()) {
-                            let offset = match reset {
-                                StartAt::Earliest => Offset::Beginning,
-                                StartAt::Latest => Offset::End,
-                            };
-                            let _ = assignment.set_partition_offset(&tp.0, tp.1, offset);
-                        }
-                    }
-                }
-                match consumer.assign(&assignment) {
-                    Ok(()) => tracing::info!(partitions = %describe(&tps), "partitions assigned"),
-                    Err(error) => self
-                        .shared
-                        .fail(format!("cannot take the assigned partitions: {error}")),
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let drained = self.shared.commits.wait_until(
-                    DRAIN_TIMEOUT,
-                    |tracker| tps.iter().all(|tp| tracker.pending(tp) == 0),
-                    || self.shared.fatal().is_some(),
-                );
-                if !drained {
-                    tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
-                }
-                if self.commit {
-                    commit(consumer, &self.shared, Some(&tps));
-                }
-                let mut tracker = self.shared.commits.lock();
-                for tp in &tps {
-                    tracker.forget(tp);
-                }
-                drop(tracker);
-                if let Err(error) = consumer.unassign() {
-                    tracing::warn!(%error, "cannot unassign revoked partitions");
-                }
-                tracing::info!(partitions = %describe(&tps), "partitions revoked");
-            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
             other => tracing::warn!(error = ?other, "rebalance error"),
         }
     }
 }
 
-fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+impl SourceContext {
+    fn consumer(&self) -> Option<Arc<BaseConsumer<SourceContext>>> {
+        self.me.get().and_then(Weak::upgrade)
+    }
+
+    /// New partitions: resolve where each starts, split it into a queue of
+    /// its own, take it, and commit positions set by `--reset`/`--since`.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let tps = partitions_of(tpl);
+        let mut assignment = tpl.clone();
+        let starts = match self.start_positions(consumer, &tps) {
+            Ok(starts) => starts,
+            Err(error) => {
+                self.shutdown.fail(Fatal::Source(format!(
+                    "cannot resolve where the assigned partitions start: {error:#}"
+                )));
+                return;
+            }
+        };
+        let mut to_commit = TopicPartitionList::new();
+        for (tp, (offset, commit)) in &starts {
+            let _ = assignment.set_partition_offset(&tp.0, tp.1, Offset::Offset(*offset));
+            if *commit && self.commit {
+                let _ = to_commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset));
+            }
+        }
+        let Some(me) = self.consumer() else {
+            return;
+        };
+        let mut lanes = Vec::with_capacity(tps.len());
+        for (topic, partition) in &tps {
+            let topic: Arc<str> = Arc::from(topic.as_str());
+            let track = PartitionTrack::new(
+                Arc::clone(&topic),
+                *partition,
+                epoch,
+                Arc::clone(&self.shutdown),
+                Arc::clone(&self.budget),
+            );
+            // Split before the fetch starts, so every message of the
+            // partition arrives on its own queue.
+            let Some(queue) = me.split_partition_queue(&topic, *partition) else {
+                self.shutdown.fail(Fatal::Source(format!(
+                    "cannot open a queue for {topic}[{partition}]"
+                )));
+                return;
+            };
+            lanes.push(Lane {
+                queue,
+                track,
+                end: None,
+                window: self.since.map(|since| (since, i64::MAX)),
+                finished: Arc::clone(&self.finished),
+            });
+        }
+        let assigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&assignment),
+            _ => consumer.assign(&assignment),
+        };
+        if let Err(error) = assigned {
+            self.shutdown.fail(Fatal::Source(format!(
+                "cannot take the assigned partitions: {error}"
+            )));
+            return;
+        }
+        if to_commit.count() > 0 {
+            match consumer.commit(&to_commit, CommitMode::Sync) {
+                Ok(()) => {
+                    for lane in &lanes {
+                        let key = (lane.track.topic().to_string(), lane.track.partition());
+                        if let Some((offset, true)) = starts.get(&key) {
+                            lane.track.start_at(*offset, true);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot commit the start positions yet; they are committed with the first progress")
+                }
+            }
+        }
+        {
+            let mut tracks = lock(&self.tracks);
+            for lane in &lanes {
+                tracks.insert(
+                    (Arc::clone(lane.track.topic()), lane.track.partition()),
+                    Arc::clone(&lane.track),
+                );
+            }
+        }
+        tracing::info!(partitions = %describe(&tps), epoch, "partitions assigned");
+        for lane in lanes {
+            (self.take)(lane);
+        }
+    }
+
+    /// Where each newly assigned partition starts, when it is not where the
+    /// group left it: `(offset, commit it now)`.
+    fn start_positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tps: &[(String, i32)],
+    ) -> anyhow::Result<HashMap<(String, i32), (i64, bool)>> {
+        let mut out = HashMap::new();
+        let mut positioned = lock(&self.positioned);
+        let fresh: Vec<&(String, i32)> = tps
+            .iter()
+            .filter(|tp| {
+                (self.reset.is_some() || self.since.is_some()) && !positioned.contains(*tp)
+            })
+            .collect();
+        if let Some(since) = self.since {
+            let mut query = TopicPartitionList::new();
+            for (topic, partition) in &fresh {
+                query.add_partition_offset(topic, *partition, Offset::Offset(since))?;
+            }
+            if query.count() > 0 {
+                let found = consumer
+                    .offsets_for_times(query, ASSIGN_TIMEOUT)
+                    .context("cannot look up offsets by time for --since")?;
+                for element in found.elements() {
+                    let tp = (element.topic().to_owned(), element.partition());
+                    let offset = match element.offset() {
+                        Offset::Offset(offset) => offset,
+                        // Nothing at or after `since` yet: from the end.
+                        _ => {
+                            consumer
+                                .fetch_watermarks(&tp.0, tp.1, ASSIGN_TIMEOUT)
+                                .with_context(|| {
+                                    format!("cannot read the offsets of {}[{}]", tp.0, tp.1)
+                                })?
+                                .1
+                        }
+                    };
+                    out.insert(tp, (offset, true));
+                }
+            }
+        } else if let Some(reset) = self.reset {
+            for (topic, partition) in &fresh {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, *partition, ASSIGN_TIMEOUT)
+                    .with_context(|| format!("cannot read the offsets of {topic}[{partition}]"))?;
+                let offset = match reset {
+                    StartAt::Earliest => low,
+                    StartAt::Latest => high,
+                };
+                out.insert((topic.clone(), *partition), (offset, true));
+            }
+        }
+        positioned.extend(fresh.into_iter().cloned());
+        drop(positioned);
+        if self.start == StartAt::Latest {
+            // Partitions born after start-up: from their beginning, when
+            // the group has nothing committed for them.
+            let existing = lock(&self.existing);
+            let new: Vec<&(String, i32)> = tps
+                .iter()
+                .filter(|tp| !out.contains_key(*tp))
+                .filter(|(topic, partition)| {
+                    existing
+                        .get(topic)
+                        .is_none_or(|count| *partition as usize >= *count)
+                })
+                .collect();
+            drop(existing);
+            if !new.is_empty() {
+                let mut query = TopicPartitionList::new();
+                for (topic, partition) in &new {
+                    query.add_partition(topic, *partition);
+                }
+                let committed = if self.commit {
+                    consumer
+                        .committed_offsets(query, ASSIGN_TIMEOUT)
+                        .context("cannot read the group's committed offsets")?
+                } else {
+                    TopicPartitionList::new()
+                };
+                for (topic, partition) in new {
+                    let has_commit = committed
+                        .find_partition(topic, *partition)
+                        .and_then(|e| e.offset().to_raw())
+                        .is_some_and(|o| o >= 0);
+                    if !has_commit {
+                        let (low, _) = consumer
+                            .fetch_watermarks(topic, *partition, ASSIGN_TIMEOUT)
+                            .with_context(|| {
+                                format!("cannot read the offsets of {topic}[{partition}]")
+                            })?;
+                        tracing::info!(%topic, partition, "a partition that appeared after start-up starts at its beginning");
+                        out.insert((topic.clone(), *partition), (low, false));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Partitions taken away: stop their lanes, wait for what is in flight
+    /// (bounded), commit, give them up.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let tps = partitions_of(tpl);
+        let tracks: Vec<Arc<PartitionTrack>> = {
+            let mut current = lock(&self.tracks);
+            tps.iter()
+                .filter_map(|(topic, partition)| {
+                    current.remove(&(Arc::from(topic.as_str()), *partition))
+                })
+                .collect()
+        };
+        for track in &tracks {
+            track.revoke();
+        }
+        let lost = consumer.assignment_lost();
+        if lost {
+            tracing::warn!(partitions = %describe(&tps), "assignment lost: messages in flight are not committed and will be handled again");
+        } else {
+            let mut deadline = Instant::now() + DRAIN_TIMEOUT;
+            if let Some(stop) = self.shutdown.deadline() {
+                deadline = deadline.min(stop);
+            }
+            let drained = tracks
+                .iter()
+                .all(|t| t.drain(deadline, || self.shutdown.failed()));
+            if !drained {
+                tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
+            }
+            if self.commit {
+                commit(consumer, &tracks);
+            }
+        }
+        let unassigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(error) = unassigned {
+            tracing::warn!(%error, "cannot give up the revoked partitions");
+        }
+        tracing::info!(partitions = %describe(&tps), "partitions revoked");
+    }
+
+    fn current_tracks(&self) -> Vec<Arc<PartitionTrack>> {
+        lock(&self.tracks).values().cloned().collect()
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect()
 }
 
-fn describe(tps: &[TopicPartition]) -> String {
+fn describe(tps: &[(String, i32)]) -> String {
     tps.iter()
         .map(|(t, p)| format!("{t}[{p}]"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Mark a partition of a ranged run finished and stop fetching it.
-fn finish_partition(
-    consumer: &BaseConsumer<SourceContext>,
-    finished: &mut HashSet<TopicPartition>,
-    tp: &TopicPartition,
-) {
-    if finished.insert(tp.clone()) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&tp.0, tp.1);
-        let _ = consumer.pause(&tpl);
-        tracing::debug!(topic = %tp.0, partition = tp.1, "partition reached the end of the range");
-    }
-}
-
-/// Commit the tracker's positions (all, or those of `only`), synchronously.
-fn commit(
-    consumer: &BaseConsumer<SourceContext>,
-    shared: &Shared,
-    only: Option<&[TopicPartition]>,
-) {
-    let positions: Vec<(TopicPartition, i64)> = shared
-        .commits
-        .lock()
-        .uncommitted()
-        .into_iter()
-        .filter(|(tp, _)| only.is_none_or(|only| only.contains(tp)))
+/// Commit the positions of `tracks` that moved, synchronously; the tracks
+/// learn what was committed.
+fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]) {
+    let positions: Vec<(&Arc<PartitionTrack>, i64)> = tracks
+        .iter()
+        .filter_map(|t| t.uncommitted().map(|p| (t, p)))
         .collect();
     if positions.is_empty() {
         return;
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), position) in &positions {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*position));
+    for (track, position) in &positions {
+        let _ =
+            tpl.add_partition_offset(track.topic(), track.partition(), Offset::Offset(*position));
     }
     match consumer.commit(&tpl, CommitMode::Sync) {
         Ok(()) => {
-            let mut tracker = shared.commits.lock();
-            for (tp, position) in &positions {
-                tracker.committed(tp, *position);
+            for (track, position) in &positions {
+                track.committed(*position);
             }
-            tracing::debug!(positions = ?positions, "committed");
         }
-        Err(error) => {
-            tracing::warn!(%error, "commit failed; it is tried again at the next interval")
+        Err(error) => tracing::warn!(%error, "commit failed; it is tried again"),
+    }
+}
+
+/// Commits off the consumer thread, one at a time, so a slow or absent
+/// coordinator never holds up rebalances or the shutdown deadline.
+struct Committer {
+    jobs: Option<SyncSender<Vec<Arc<PartitionTrack>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Commits asked for, and commits finished.
+    asked: u64,
+    finished: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl Committer {
+    fn start(consumer: &Arc<BaseConsumer<SourceContext>>) -> anyhow::Result<Self> {
+        let (tx, rx) = sync_channel::<Vec<Arc<PartitionTrack>>>(1);
+        let finished: Arc<(Mutex<u64>, Condvar)> = Arc::default();
+        let consumer = Arc::clone(consumer);
+        let done = Arc::clone(&finished);
+        let thread = std::thread::Builder::new()
+            .name("alerthost-commit".into())
+            .spawn(move || {
+                for tracks in rx {
+                    commit(&consumer, &tracks);
+                    let (count, signal) = &*done;
+                    *lock(count) += 1;
+                    signal.notify_all();
+                }
+            })
+            .context("cannot start the commit thread")?;
+        Ok(Committer {
+            jobs: Some(tx),
+            thread: Some(thread),
+            asked: 0,
+            finished,
+        })
+    }
+
+    /// Whether the last commit asked for has finished.
+    fn idle(&self) -> bool {
+        *lock(&self.finished.0) == self.asked
+    }
+
+    /// Ask for a commit of `tracks` (when none is running).
+    fn ask(&mut self, tracks: Vec<Arc<PartitionTrack>>) {
+        if self.idle()
+            && let Some(jobs) = &self.jobs
+            && jobs.send(tracks).is_ok()
+        {
+            self.asked += 1;
+        }
+    }
+
+    /// Wait until the last commit asked for finished, or `deadline`.
+    /// Returns whether it finished.
+    fn wait(&self, deadline: Instant) -> bool {
+        let (count, signal) = &*self.finished;
+        let mut state = lock(count);
+        while *state != self.asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = signal
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// End the thread; wait for it when it is idle (it holds a reference
+    /// to the consumer, whose last reference closes it).
+    fn close(&mut self) {
+        self.jobs = None;
+        if self.idle()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
         }
     }
 }
 
 /// The running source.
 pub struct Source {
-    consumer: BaseConsumer<SourceContext>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     options: SourceOptions,
-    shared: Arc<Shared>,
-    /// End offset (exclusive) per partition, for ranged runs.
-    ends: HashMap<TopicPartition, i64>,
-    /// Partitions finished in a ranged run.
-    finished: HashSet<TopicPartition>,
-    /// Messages in range, for progress.
-    total_in_range: u64,
+    shutdown: Arc<Shutdown>,
+    stats: Arc<Stats>,
+    /// Partitions of a ranged run, and how many messages they hold.
+    ranged: Option<(usize, u64)>,
+    /// An `--until` still to come when the run started: the run follows
+    /// live messages until then.
+    live_until: Option<i64>,
+    committer: Committer,
 }
 
 impl std::fmt::Debug for Source {
@@ -267,8 +584,15 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Create the consumer, check the cluster answers, and subscribe (or, for
-    /// a time range, assign every partition from its start offset).
-    pub fn connect(options: SourceOptions, shared: Arc<Shared>) -> anyhow::Result<Self> {
+    /// a run with an end, assign every partition from its start offset).
+    /// Each partition's lane goes to `take` as it is assigned.
+    pub fn connect(
+        options: SourceOptions,
+        shutdown: Arc<Shutdown>,
+        stats: Arc<Stats>,
+        budget: Arc<InflightBudget>,
+        take: LaneTaker,
+    ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
         for (key, value) in &options.kafka {
             config.set(key, value);
@@ -276,23 +600,46 @@ impl Source {
         let group = options.group_id.clone().unwrap_or_else(|| {
             format!("alerthost-nocommit-{}-{}", std::process::id(), now_millis())
         });
+        let ends = options.bounds.ends();
+        let live_until = options
+            .bounds
+            .until
+            .filter(|until| u128::try_from(*until).unwrap_or(0) > now_millis());
         config
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", options.start.as_str())
-            .set("enable.partition.eof", "true");
+            .set(
+                "enable.partition.eof",
+                if ends && live_until.is_none() {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
         let context = SourceContext {
-            shared: shared.clone(),
-            commit: options.group_id.is_some() && !options.bounds.ranged(),
+            me: OnceLock::new(),
+            shutdown: Arc::clone(&shutdown),
+            budget,
+            take,
+            commit: options.group_id.is_some() && !ends,
+            start: options.start,
             reset: options.reset,
-            reset_done: Mutex::default(),
+            since: options.bounds.since.filter(|_| !ends),
+            positioned: Mutex::default(),
+            existing: Mutex::default(),
+            tracks: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            finished: Arc::default(),
             last_error: Mutex::default(),
             auth_error: Mutex::default(),
         };
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
             .context("cannot create the Kafka consumer (check [source] and [source.librdkafka])")?;
+        let consumer = Arc::new(consumer);
+        let _ = consumer.context().me.set(Arc::downgrade(&consumer));
         let servers = options
             .kafka
             .get("bootstrap.servers")
@@ -307,22 +654,13 @@ impl Source {
                 Err(error) => {
                     let _ = consumer.poll(Duration::from_millis(100));
                     let context = consumer.context();
-                    if let Some(auth) = context
-                        .auth_error
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone()
-                    {
+                    if let Some(auth) = lock(&context.auth_error).clone() {
                         bail!(
                             "cannot authenticate to Kafka at {servers}: {auth} (check the client id and secret)"
                         );
                     }
                     if Instant::now() >= deadline {
-                        let last = context
-                            .last_error
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .clone();
+                        let last = lock(&context.last_error).clone();
                         bail!(
                             "cannot reach Kafka at {servers} within {}s: {error}{}",
                             CONNECT_TIMEOUT.as_secs(),
@@ -336,7 +674,7 @@ impl Source {
         let existing: BTreeMap<String, usize> = metadata
             .topics()
             .iter()
-            .filter(|t| !t.name().starts_with("__"))
+            .filter(|t| !t.name().starts_with("__") && t.error().is_none())
             .map(|t| (t.name().to_owned(), t.partitions().len()))
             .collect();
         for selector in &options.topics {
@@ -351,16 +689,19 @@ impl Source {
                 }
             }
         }
+        *lock(&consumer.context().existing) = existing.clone();
 
+        let committer = Committer::start(&consumer)?;
         let mut source = Source {
+            committer,
             consumer,
             options,
-            shared,
-            ends: HashMap::new(),
-            finished: HashSet::new(),
-            total_in_range: 0,
+            shutdown,
+            stats,
+            ranged: None,
+            live_until,
         };
-        if source.options.bounds.ranged() {
+        if ends {
             source.assign_range(&existing)?;
         } else {
             let subscription: Vec<&str> = source
@@ -378,8 +719,8 @@ impl Source {
         Ok(source)
     }
 
-    /// A time range: every partition of every selected topic, from the first
-    /// message at or after `since` to the last before `until`.
+    /// A run with an end: every partition of every selected topic, from the
+    /// first message at or after `since` to the last before `until`.
     fn assign_range(&mut self, existing: &BTreeMap<String, usize>) -> anyhow::Result<()> {
         let bounds = self.options.bounds.clone();
         let mut all = TopicPartitionList::new();
@@ -393,7 +734,7 @@ impl Source {
         if all.count() == 0 {
             bail!("no existing topic matches [source] topics, so the time range is empty");
         }
-        let lookup = |millis: i64| -> anyhow::Result<HashMap<TopicPartition, Offset>> {
+        let lookup = |millis: i64| -> anyhow::Result<HashMap<(String, i32), Offset>> {
             let mut query = all.clone();
             query
                 .set_all_offsets(Offset::Offset(millis))
@@ -409,8 +750,19 @@ impl Source {
                 .collect())
         };
         let starts = bounds.since.map(lookup).transpose()?;
-        let ends = bounds.until.map(lookup).transpose()?;
+        // An `until` still to come is a time to follow live messages up
+        // to; one in the past ends each partition at its end as of now.
+        // Either way the range is a filter on timestamps: with out-of-order
+        // create times, a message in range may sit anywhere after `since`.
+        let live = self.live_until.is_some();
+        let window = Some((
+            bounds.since.unwrap_or(i64::MIN),
+            bounds.until.unwrap_or(i64::MAX),
+        ));
         let mut assignment = TopicPartitionList::new();
+        let mut lanes = Vec::new();
+        let mut total = 0_u64;
+        let context = self.consumer.context();
         for element in all.elements() {
             let tp = (element.topic().to_owned(), element.partition());
             let (low, high) = self
@@ -423,121 +775,86 @@ impl Source {
                 // No message at or after `since`.
                 Some(_) => high,
             };
-            let end = match ends.as_ref().map(|e| e[&tp]) {
-                Some(Offset::Offset(o)) => o,
-                // Nothing at or after `until` yet: everything up to now is in range.
-                Some(_) => high,
-                None if bounds.until_now => high,
-                None => i64::MAX,
-            };
+            let end = if live { i64::MAX } else { high };
             if start >= end {
-                self.finished.insert(tp.clone());
-            } else {
-                if end != i64::MAX {
-                    self.total_in_range += (end - start) as u64;
-                }
-                assignment
-                    .add_partition_offset(&tp.0, tp.1, Offset::Offset(start))
-                    .context("cannot build the assignment")?;
+                continue;
             }
-            self.ends.insert(tp, end);
+            if !live {
+                total += (end - start) as u64;
+            }
+            assignment
+                .add_partition_offset(&tp.0, tp.1, Offset::Offset(start))
+                .context("cannot build the assignment")?;
+            let topic: Arc<str> = Arc::from(tp.0.as_str());
+            let track = PartitionTrack::new(
+                Arc::clone(&topic),
+                tp.1,
+                1,
+                Arc::clone(&self.shutdown),
+                Arc::clone(&context.budget),
+            );
+            let queue = self
+                .consumer
+                .split_partition_queue(&topic, tp.1)
+                .with_context(|| format!("cannot open a queue for {}[{}]", tp.0, tp.1))?;
+            lanes.push(Lane {
+                queue,
+                track,
+                end: (!live).then_some(end),
+                window,
+                finished: Arc::clone(&context.finished),
+            });
         }
         tracing::info!(
-            partitions = self.ends.len(),
-            empty = self.finished.len(),
-            messages = self.total_in_range,
+            partitions = all.count(),
+            empty = all.count() - lanes.len(),
+            messages = total,
             "time range resolved on every partition"
         );
+        self.ranged = Some((if live { usize::MAX } else { lanes.len() }, total));
         self.consumer
             .assign(&assignment)
             .context("cannot assign the partitions of the time range")?;
+        for lane in lanes {
+            (context.take)(lane);
+        }
         Ok(())
     }
 
     fn range_done(&self) -> bool {
-        !self.ends.is_empty()
-            && self.ends.values().all(|end| *end != i64::MAX)
-            && self.finished.len() == self.ends.len()
+        if let Some(until) = self.live_until {
+            return now_millis() >= u128::try_from(until).unwrap_or(0);
+        }
+        self.ranged.is_some_and(|(partitions, _)| {
+            self.consumer.context().finished.load(Ordering::SeqCst) >= partitions
+        })
     }
 
-    /// Read and dispatch until stopped, the range is done, or a fatal error;
-    /// then drain, commit and return the reason for a fatal stop, if any.
-    pub fn run(mut self, handlers: &[HandlerSpec], workers: Workers) -> Option<String> {
+    /// Serve the consumer (rebalances, errors) and commit periodically,
+    /// until a stop is asked for, a fatal error happens, or a ranged run is
+    /// read completely.
+    pub fn run(&mut self) {
         let commit_enabled = self.consumer.context().commit;
-        let mut routes: HashMap<String, Arc<[usize]>> = HashMap::new();
         let mut last_commit = Instant::now();
         let mut quiet_warned: Option<Instant> = None;
         let progress = Progress::new(
-            self.options.progress && self.total_in_range > 0,
-            self.total_in_range,
+            self.options.progress,
+            self.ranged.map_or(0, |(_, total)| total),
         );
-        if self.range_done() {
+        if self.live_until.is_none() && self.ranged.is_some_and(|(partitions, _)| partitions == 0) {
             tracing::info!("nothing in the time range");
         }
-        while !self.shared.stopping() && !self.range_done() {
+        while !self.shutdown.stopping() && !self.range_done() {
             match self.consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Ok(message)) => {
-                    let tp = (message.topic().to_owned(), message.partition());
-                    let offset = message.offset();
-                    if let Some(end) = self.ends.get(&tp).copied() {
-                        if offset >= end {
-                            finish_partition(&self.consumer, &mut self.finished, &tp);
-                            continue;
-                        }
-                        if offset + 1 >= end {
-                            finish_partition(&self.consumer, &mut self.finished, &tp);
-                        }
-                    }
-                    Stats::bump(&self.shared.stats.messages);
-                    progress.inc();
-                    let targets = match routes.get(&tp.0) {
-                        Some(targets) => Arc::clone(targets),
-                        None => {
-                            let targets: Arc<[usize]> = handlers
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, h)| h.topics.iter().any(|s| s.matches(&tp.0)))
-                                .map(|(i, _)| i)
-                                .collect();
-                            routes.insert(tp.0.clone(), Arc::clone(&targets));
-                            targets
-                        }
-                    };
-                    self.shared.commits.lock().begin(&tp, offset);
-                    if targets.is_empty() {
-                        Stats::bump(&self.shared.stats.unrouted);
-                        self.shared.commits.release(&tp, offset);
-                        continue;
-                    }
-                    let msg = convert(&message);
-                    workers.dispatch(Job {
-                        tp,
-                        msg,
-                        handlers: targets,
-                    });
-                }
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    // Reached the current end: in a range, every offset below
-                    // the end has been read.
-                    let positions = self.consumer.position().unwrap_or_default();
-                    let done: Vec<TopicPartition> = self
-                        .ends
-                        .iter()
-                        .filter(|(tp, end)| {
-                            tp.1 == partition && **end != i64::MAX && !self.finished.contains(*tp)
-                        })
-                        .filter(|(tp, end)| {
-                            positions
-                                .find_partition(&tp.0, tp.1)
-                                .and_then(|e| e.offset().to_raw())
-                                .is_some_and(|pos| pos >= **end)
-                        })
-                        .map(|(tp, _)| tp.clone())
-                        .collect();
-                    for tp in done {
-                        finish_partition(&self.consumer, &mut self.finished, &tp);
-                    }
+                    // Every partition has a queue of its own; nothing should
+                    // arrive here.
+                    tracing::warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        "a message arrived outside its partition queue; it is handled after a restart"
+                    );
                 }
                 Some(Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::UnknownTopicOrPartition,
@@ -553,64 +870,85 @@ impl Source {
                 ))) => {}
                 Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             }
+            progress.set(self.stats.messages.get());
             if commit_enabled && last_commit.elapsed() >= self.options.commit_interval {
-                commit(&self.consumer, &self.shared, None);
+                let tracks = self.consumer.context().current_tracks();
+                self.committer.ask(tracks);
                 last_commit = Instant::now();
             }
         }
         progress.finish();
-        tracing::info!("stopping: finishing messages in flight");
-        workers.finish();
-        let drained = self.shared.commits.wait_until(
-            DRAIN_TIMEOUT,
-            |tracker| tracker.pending_total() == 0,
-            || self.shared.fatal().is_some(),
-        );
-        if !drained && self.shared.fatal().is_none() {
+    }
+
+    /// After the readers stopped: wait for in-flight actions, commit what is
+    /// done, and say what is not committed. Bounded by the shutdown
+    /// deadline.
+    pub fn finish(self) {
+        let context = self.consumer.context();
+        let deadline = self
+            .shutdown
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + crate::shutdown::SHUTDOWN_BUDGET);
+        let tracks = context.current_tracks();
+        let give_up = || self.shutdown.failed() || Instant::now() >= deadline;
+        let drained = tracks.iter().all(|t| t.drain(deadline, give_up));
+        let mut committer = self.committer;
+        let mut committed = !context.commit;
+        if context.commit {
+            // On the commit thread, so an absent coordinator cannot hold the
+            // exit past the deadline; a failed commit is tried again.
+            while Instant::now() < deadline {
+                if !committer.wait(deadline) {
+                    break;
+                }
+                if tracks.iter().all(|t| t.uncommitted().is_none()) {
+                    committed = true;
+                    break;
+                }
+                committer.ask(tracks.clone());
+            }
+        }
+        committer.close();
+        let behind: Vec<String> = tracks
+            .iter()
+            .filter(|t| t.pending() > 0 || (!committed && t.uncommitted().is_some()))
+            .map(|t| match t.position() {
+                Some(position) => t.describe(position),
+                None => t.describe(0),
+            })
+            .collect();
+        if !behind.is_empty() {
             tracing::warn!(
-                "some forwards were not acknowledged in time; they are not committed and will be handled again"
+                "not committed past {} ({}); those messages are handled again after a restart",
+                behind.join(", "),
+                if drained {
+                    "the commit did not complete in time"
+                } else {
+                    "messages were still in flight"
+                }
             );
         }
-        if commit_enabled {
-            commit(&self.consumer, &self.shared, None);
+        for track in &tracks {
+            track.revoke();
         }
-        tracing::info!("{}", self.shared.stats.summary());
-        self.shared.fatal()
-    }
-}
-
-fn convert(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
-    let timestamp = match message.timestamp() {
-        rdkafka::Timestamp::NotAvailable => None,
-        rdkafka::Timestamp::CreateTime(millis) => Some(Timestamp {
-            millis,
-            kind: TimestampKind::CreateTime,
-        }),
-        rdkafka::Timestamp::LogAppendTime(millis) => Some(Timestamp {
-            millis,
-            kind: TimestampKind::LogAppendTime,
-        }),
-    };
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| Header {
-                    name: h.key.to_owned(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Message {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp,
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        headers,
+        lock(&context.tracks).clear();
+        // Closing leaves the group, which needs the coordinator: on a thread
+        // of its own, so an absent one cannot hold the exit past the
+        // deadline (the group then notices on its own).
+        let consumer = self.consumer;
+        let (closed, wait) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new()
+            .name("alerthost-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(2));
+        if closing.is_err() || wait.recv_timeout(left).is_err() {
+            tracing::warn!("leaving the consumer group without a clean close");
+        }
     }
 }
 
@@ -625,14 +963,14 @@ fn now_millis() -> u128 {
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: u64,
-    done: std::sync::atomic::AtomicU64,
-    last_log: Mutex<Instant>,
+    last_log: std::cell::Cell<Instant>,
     started: Instant,
 }
 
 impl Progress {
     fn new(enabled: bool, total: u64) -> Self {
         use std::io::IsTerminal as _;
+        let enabled = enabled && total > 0;
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
@@ -646,28 +984,23 @@ impl Progress {
         Progress {
             bar,
             total: if enabled { total } else { 0 },
-            done: Default::default(),
-            last_log: Mutex::new(Instant::now()),
+            last_log: std::cell::Cell::new(Instant::now()),
             started: Instant::now(),
         }
     }
 
-    fn inc(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+    fn set(&self, done: u64) {
         if let Some(bar) = &self.bar {
-            bar.inc(1);
-        } else if self.total > 0 {
-            let mut last = self.last_log.lock().unwrap_or_else(PoisonError::into_inner);
-            if last.elapsed() >= Duration::from_secs(5) {
-                let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-                tracing::info!(
-                    done,
-                    total = self.total,
-                    rate = format!("{rate:.0}/s"),
-                    "progress"
-                );
-                *last = Instant::now();
-            }
+            bar.set_position(done);
+        } else if self.total > 0 && self.last_log.get().elapsed() >= Duration::from_secs(5) {
+            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+            tracing::info!(
+                done,
+                total = self.total,
+                rate = format!("{rate:.0}/s"),
+                "progress"
+            );
+            self.last_log.set(Instant::now());
         }
     }
 

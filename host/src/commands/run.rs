@@ -1,21 +1,20 @@
 //! `alerthost run`: the long-running host.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::cli::{EXIT_HANDLER_FAILED, EXIT_OK, RunArgs};
-use crate::config::{Config, Plan, SinkConfig};
 use arc_swap::ArcSwap;
 
-use crate::pipeline::{Deployed, HandlerSpec, Shared, Workers};
+use crate::cli::{EXIT_OK, RunArgs};
+use crate::config::{Config, Plan};
+use crate::pipeline::{Deployed, HandlerSpec, Pipeline};
 use crate::reload::{Reloader, Trigger};
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::sink::kafka::connection_properties;
-use crate::sink::{FileSink, KafkaSink, Sink};
-use crate::source::{Bounds, Source, SourceOptions};
+use crate::shutdown::Shutdown;
+use crate::source::{Bounds, SourceOptions};
+use crate::stats::Stats;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let plan = Config::load(&args.config)?;
@@ -56,7 +55,8 @@ pub fn run_plan(
     progress: bool,
     signals: Signals,
 ) -> anyhow::Result<ExitCode> {
-    let shared = signals.shared.clone();
+    let shutdown = signals.shutdown.clone();
+    let stats = Arc::new(Stats::default());
     let runtime = Arc::new(Runtime::new(&RuntimeOptions {
         fuel: plan.handlers.iter().any(|h| h.config.limits.fuel.is_some()),
         pooling: false,
@@ -91,27 +91,24 @@ pub fn run_plan(
         });
     }
     let handlers = Arc::new(handlers);
-    let sinks = Arc::new(build_sinks(&plan, &shared)?);
-    let workers = Workers::start(
-        plan.workers,
-        handlers.clone(),
-        sinks.clone(),
-        shared.clone(),
-    )?;
+    let pipeline = Pipeline::build(&plan, handlers.clone(), shutdown, stats)?;
     if dry_run {
-        workers.finish();
+        let sinks = pipeline.sink_count();
+        pipeline.close();
         println!(
             "config {} is valid: {} handler(s), {} sink(s); nothing was consumed",
             plan.path.display(),
             handlers.len(),
-            sinks.len()
+            sinks
         );
         return Ok(ExitCode::from(EXIT_OK));
     }
 
-    // Time-range runs (and the demo) end by themselves; only a long-running
-    // host follows file changes.
-    let reload = if bounds.since.is_none() && bounds.until.is_none() && !bounds.until_now {
+    // Runs with an end (and the demo) end by themselves; only a
+    // long-running host follows file changes.
+    let reload = if bounds.ends() {
+        None
+    } else {
         Some(
             Arc::new(Reloader::new(
                 runtime.clone(),
@@ -120,78 +117,33 @@ pub fn run_plan(
             ))
             .watch()?,
         )
-    } else {
-        None
     };
-    let source = Source::connect(
-        SourceOptions {
-            kafka: plan.kafka.clone(),
-            group_id: plan.group_id.clone(),
-            start: plan.start,
-            reset,
-            topics: plan.topics.clone(),
-            commit_interval: plan.commit_interval,
-            bounds,
-            progress,
-        },
-        shared.clone(),
-    )?;
-    if let Some(reload) = reload {
-        *signals
-            .reload
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reload);
-    }
-    let fatal = source.run(&handlers, workers);
-    for sink in sinks.values() {
-        if let Sink::Kafka(sink) = sink
-            && let Err(error) = sink.flush(std::time::Duration::from_secs(30))
-        {
-            tracing::warn!("{error:#}");
+    let options = SourceOptions {
+        kafka: plan.kafka.clone(),
+        group_id: plan.group_id.clone(),
+        start: plan.start,
+        reset,
+        topics: plan.topics.clone(),
+        commit_interval: plan.commit_interval,
+        bounds,
+        progress,
+    };
+    pipeline.run(options, || {
+        if let Some(reload) = reload {
+            *signals
+                .reload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reload);
         }
-    }
-    match fatal {
-        None => Ok(ExitCode::from(EXIT_OK)),
-        Some(reason) => {
-            eprintln!("error: {reason}");
-            Ok(ExitCode::from(EXIT_HANDLER_FAILED))
-        }
-    }
+    })?;
+    Ok(ExitCode::from(EXIT_OK))
 }
 
-fn build_sinks(plan: &Plan, shared: &Arc<Shared>) -> anyhow::Result<BTreeMap<String, Sink>> {
-    let mut sinks = BTreeMap::new();
-    for (name, config) in &plan.sinks {
-        let sink = match config {
-            SinkConfig::File { dir } => {
-                Sink::File(FileSink::new(dir).with_context(|| format!("sink `{name}`"))?)
-            }
-            SinkConfig::Kafka {
-                topic,
-                bootstrap_servers,
-                librdkafka,
-            } => {
-                let mut properties = match bootstrap_servers {
-                    Some(servers) => {
-                        BTreeMap::from([("bootstrap.servers".to_owned(), servers.clone())])
-                    }
-                    None => connection_properties(&plan.kafka),
-                };
-                properties.extend(librdkafka.clone());
-                Sink::Kafka(KafkaSink::new(name, topic, &properties, shared.clone())?)
-            }
-            SinkConfig::Stdout => Sink::Stdout,
-        };
-        sinks.insert(name.clone(), sink);
-    }
-    Ok(sinks)
-}
-
-/// What the signal thread acts on: the shared state to stop, and (once the
+/// What the signal thread acts on: the shutdown to ask for, and (once the
 /// host runs) where to send reloads.
 #[derive(Debug, Clone)]
 pub struct Signals {
-    shared: Arc<Shared>,
+    shutdown: Arc<Shutdown>,
     reload: Arc<std::sync::Mutex<Option<std::sync::mpsc::Sender<Trigger>>>>,
 }
 
@@ -200,10 +152,10 @@ pub struct Signals {
 /// SIGHUP: reload the config and every handler.
 pub fn watch_signals() -> Signals {
     let signals = Signals {
-        shared: Arc::new(Shared::default()),
+        shutdown: Arc::new(Shutdown::default()),
         reload: Arc::default(),
     };
-    let Signals { shared, reload } = signals.clone();
+    let Signals { shutdown, reload } = signals.clone();
     std::thread::Builder::new()
         .name("alerthost-signals".into())
         .spawn(move || {
@@ -243,7 +195,7 @@ pub fn watch_signals() -> Signals {
                     count += 1;
                     if count == 1 {
                         tracing::info!("signal received: finishing messages in flight, then committing (again to exit at once)");
-                        shared.request_stop();
+                        shutdown.request_stop();
                     } else {
                         tracing::warn!("second signal: exiting now; the group resumes from its last commit");
                         std::process::exit(130);

@@ -1,41 +1,68 @@
-//! The Kafka sink: an idempotent producer with acks=all. A forward counts as
-//! durable only when its delivery report says the broker has it; until then
-//! the source offset holds a pending mark in the commit tracker.
+//! The Kafka sink: an idempotent producer with acks=all. A forward (or a
+//! dead letter) holds its message's token until the delivery report says the
+//! broker has it; a failed delivery fails the token, which halts the host
+//! without committing the message.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
+use rdkafka::types::RDKafkaErrorCode;
 
-use crate::pipeline::Shared;
+use super::{OnRefused, Record, Refused};
+use crate::commit::Ack;
+use crate::shutdown::{Fatal, Shutdown};
 
-/// What the delivery report completes: a hold on a source message.
-#[derive(Debug)]
+/// How long a record may wait for room in a full producer queue once the
+/// host is stopping; it is then left uncommitted.
+const QUEUE_FULL_WAIT_STOPPING: Duration = Duration::from_secs(2);
+
+/// What a queued record carries to its delivery report.
 pub struct Delivery {
-    /// The source topic and partition.
-    pub tp: crate::commit::TopicPartition,
-    /// The source offset.
-    pub offset: i64,
-    /// Sink name, for errors.
-    pub sink: Arc<str>,
+    ack: Ack,
+    on_refused: Option<OnRefused>,
 }
 
-/// Delivery reports release holds in the commit tracker.
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("ack", &self.ack)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the broker refused a record for what it holds (its size, its
+/// form), which is the handler's doing, not the cluster's.
+fn refused_for_content(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+        )
+    )
+}
+
+/// Delivery reports complete (or fail) the tokens they carry.
 #[derive(Debug)]
 pub struct DeliveryContext {
-    shared: Arc<Shared>,
+    sink: Arc<str>,
 }
 
 impl ClientContext for DeliveryContext {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "kafka sink client error");
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(sink = %self.sink, %error, reason, "kafka sink client error");
     }
 }
 
@@ -43,12 +70,24 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Delivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
-        match result {
-            Ok(_) => self.shared.commits.release(&delivery.tp, delivery.offset),
-            Err((error, _)) => self.shared.fail(format!(
-                "forward of {}[{}]@{} to sink `{}` failed: {error}; it is not committed and will be delivered again",
-                delivery.tp.0, delivery.tp.1, delivery.offset, delivery.sink
-            )),
+        let Delivery { ack, on_refused } = *delivery;
+        match (result, on_refused) {
+            (Ok(_), _) => drop(ack),
+            (Err((error, _)), Some(on_refused)) if refused_for_content(error) => on_refused(
+                Refused {
+                    sink: self.sink.to_string(),
+                    reason: format!("the broker refused the record: {error}"),
+                },
+                ack,
+            ),
+            (Err((error, _)), _) => {
+                let at = ack.describe();
+                ack.fail(Fatal::Sink {
+                    sink: self.sink.to_string(),
+                    at,
+                    reason: format!("the broker did not take the record: {error}"),
+                });
+            }
         }
     }
 }
@@ -58,6 +97,7 @@ pub struct KafkaSink {
     name: Arc<str>,
     topic: String,
     producer: ThreadedProducer<DeliveryContext>,
+    shutdown: Arc<Shutdown>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -67,17 +107,6 @@ impl std::fmt::Debug for KafkaSink {
             .field("topic", &self.topic)
             .finish_non_exhaustive()
     }
-}
-
-/// A record to produce.
-#[derive(Debug)]
-pub struct Record<'a> {
-    /// Key, if any.
-    pub key: Option<&'a [u8]>,
-    /// Value.
-    pub value: &'a [u8],
-    /// Headers, in order.
-    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
 }
 
 /// Properties of the source that say how to reach and authenticate to its
@@ -97,13 +126,17 @@ pub fn connection_properties(source: &BTreeMap<String, String>) -> BTreeMap<Stri
 
 impl KafkaSink {
     /// A producer for sink `name` writing to `topic` with `properties`.
+    /// `queue_kib` bounds the producer's local queue unless the properties
+    /// set `queue.buffering.max.kbytes`.
     pub fn new(
         name: &str,
         topic: &str,
         properties: &BTreeMap<String, String>,
-        shared: Arc<Shared>,
+        queue_kib: u64,
+        shutdown: Arc<Shutdown>,
     ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
+        config.set("queue.buffering.max.kbytes", queue_kib.max(1).to_string());
         for (key, value) in properties {
             config.set(key, value);
         }
@@ -111,13 +144,17 @@ impl KafkaSink {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "5");
+        let name: Arc<str> = name.into();
         let producer = config
-            .create_with_context(DeliveryContext { shared })
+            .create_with_context(DeliveryContext {
+                sink: Arc::clone(&name),
+            })
             .with_context(|| format!("cannot create the producer of sink `{name}`"))?;
         Ok(KafkaSink {
-            name: name.into(),
+            name,
             topic: topic.to_owned(),
             producer,
+            shutdown,
         })
     }
 
@@ -126,44 +163,96 @@ impl KafkaSink {
         &self.name
     }
 
-    /// Queue a record; `delivery` is released by the delivery report.
-    pub fn send(&self, record: &Record<'_>, delivery: Box<Delivery>) -> anyhow::Result<()> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(KafkaHeader { key, value: *value });
+    /// Queue `record`; `ack` is dropped by its delivery report. A record the
+    /// producer refuses for its size is refused; a producer that cannot
+    /// queue at all fails the token.
+    pub fn deliver(&self, record: Record<'_>, ack: Ack) -> Result<(), Refused> {
+        let (key, value, headers, on_refused) = match record {
+            Record::Forward {
+                key,
+                value,
+                headers,
+                on_refused,
+                ..
+            } => (key, value, headers, on_refused),
+            Record::DeadLetter {
+                origin, headers, ..
+            } => (
+                origin.msg.key.as_deref(),
+                origin.msg.value.as_slice(),
+                headers,
+                None,
+            ),
+            Record::Save { .. } => {
+                return Err(self.refused("a kafka sink takes forwards, not saves".into()));
+            }
+        };
+        let mut kafka_headers = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            kafka_headers = kafka_headers.insert(KafkaHeader {
+                key: name,
+                value: *value,
+            });
         }
-        let mut base = BaseRecord::with_opaque_to(&self.topic, delivery)
-            .payload(record.value)
-            .headers(headers);
-        if let Some(key) = record.key {
+        let mut base =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(Delivery { ack, on_refused }))
+                .payload(value)
+                .headers(kafka_headers);
+        if let Some(key) = key {
             base = base.key(key);
         }
+        let mut full_since: Option<Instant> = None;
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The local queue is full: wait for deliveries to drain
+                    // it, but not past a stop.
+                    let since = *full_since.get_or_insert_with(Instant::now);
+                    if self.shutdown.stopping() && since.elapsed() > QUEUE_FULL_WAIT_STOPPING {
+                        back.delivery_opaque.ack.abandon();
+                        return Ok(());
+                    }
+                    base = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    KafkaError::MessageProduction(
+                        code @ (RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::InvalidMessageSize),
                     ),
                     back,
                 )) => {
-                    // The local queue is full: wait for deliveries to drain it.
-                    base = back;
-                    std::thread::sleep(Duration::from_millis(10));
+                    drop(back.delivery_opaque);
+                    return Err(self.refused(format!(
+                        "the record ({} bytes of value, {} headers) is too large for topic {}: {code}",
+                        value.len(),
+                        headers.len(),
+                        self.topic
+                    )));
                 }
-                Err((error, _)) => {
-                    return Err(error).with_context(|| {
-                        format!(
-                            "cannot queue a record for sink `{}` (topic {})",
-                            self.name, self.topic
-                        )
+                Err((error, back)) => {
+                    let ack = back.delivery_opaque.ack;
+                    let at = ack.describe();
+                    ack.fail(Fatal::Sink {
+                        sink: self.name.to_string(),
+                        at,
+                        reason: format!("cannot queue a record for topic {}: {error}", self.topic),
                     });
+                    return Ok(());
                 }
             }
         }
     }
 
-    /// Wait for queued records to be delivered.
+    fn refused(&self, reason: String) -> Refused {
+        Refused {
+            sink: self.name.to_string(),
+            reason,
+        }
+    }
+
+    /// Wait up to `timeout` for queued records to be delivered.
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
         self.producer.flush(timeout).with_context(|| {
             format!(

@@ -1,0 +1,843 @@
+//! Handler workers. Each worker thread owns some partitions (their
+//! [`Lane`]s) and polls their queues itself: no handoff between threads per
+//! message, one in-order lane per partition. For each message it takes a
+//! token from the partition's track, runs every handler the router gives
+//! the topic, hands each action to its sink with a clone of the token, and
+//! applies the handler's error policy to failures (a sink refusing the
+//! handler's output is one). A message is done when the worker and every
+//! sink have dropped their clones.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+
+use crate::bindings::{Action, Header, Message, Timestamp, TimestampKind};
+use crate::commit::{Ack, InflightBudget};
+use crate::config::{OnError, TopicSelector};
+use crate::router::{Route, Router};
+use crate::runtime::{FailureKind, HandlerCode, HandlerFailure, LiveHandler, LogLine, level_str};
+use crate::shutdown::{Fatal, Shutdown};
+use crate::sink::{OnRefused, Origin, Record, Refused, Sink, cut_error_text};
+use crate::source::{Lane, LaneTaker};
+use crate::stats::Stats;
+
+/// Messages a worker takes from one lane before looking at the next.
+const BURST: usize = 64;
+/// How long an idle worker sleeps when no queue wakes it.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// A handler as the workers run it.
+#[derive(Debug)]
+pub struct HandlerSpec {
+    /// Its name.
+    pub name: String,
+    /// The version to run, with its parameters; swapped atomically by a
+    /// reload. Workers pick up a new one between two messages.
+    pub current: ArcSwap<Deployed>,
+    /// Its topics.
+    pub topics: Vec<TopicSelector>,
+    /// The file sink saves go to.
+    pub save_to: Option<String>,
+    /// Sinks forwards may name.
+    pub forward_to: Vec<String>,
+    /// Error policy.
+    pub on_error: OnError,
+    /// Retries under `retry`.
+    pub retries: u32,
+    /// Dead-letter sink.
+    pub dead_letter: String,
+}
+
+/// A handler version with the parameters it was checked with.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The loaded version.
+    pub code: Arc<HandlerCode>,
+    /// Parameters for `init`.
+    pub params: Vec<(String, String)>,
+}
+
+/// What one worker needs to run handlers: an instance of every handler,
+/// the sinks, and where to count.
+#[derive(Debug)]
+pub struct HandlerSet {
+    handlers: Arc<Vec<HandlerSpec>>,
+    /// Per handler: the version this worker runs and its instance.
+    live: Vec<(Arc<Deployed>, LiveHandler)>,
+    /// Per handler: a swapped-in version whose `init` failed here, so it is
+    /// not tried again on every message.
+    refused: Vec<Option<Arc<Deployed>>>,
+    /// Per handler: messages failed in a row, to report a handler that keeps
+    /// failing.
+    streaks: Vec<u64>,
+    sinks: Arc<BTreeMap<String, Sink>>,
+    shutdown: Arc<Shutdown>,
+    stats: Arc<Stats>,
+}
+
+impl HandlerSet {
+    /// An instance of every handler (`init` runs now: a handler that refuses
+    /// its parameters stops the start). `log_init` emits what `init` logged.
+    pub fn new(
+        handlers: Arc<Vec<HandlerSpec>>,
+        sinks: Arc<BTreeMap<String, Sink>>,
+        shutdown: Arc<Shutdown>,
+        stats: Arc<Stats>,
+        log_init: bool,
+    ) -> anyhow::Result<Self> {
+        let mut live = Vec::with_capacity(handlers.len());
+        for spec in handlers.iter() {
+            let deployed = spec.current.load_full();
+            let (handler, logs) = LiveHandler::new(deployed.code.clone(), deployed.params.clone())
+                .map_err(|failure| {
+                    anyhow::anyhow!(
+                        "handler `{}` ({}) cannot start: {failure}",
+                        spec.name,
+                        deployed
+                            .code
+                            .info()
+                            .path
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("?"))
+                            .display()
+                    )
+                })?;
+            if log_init {
+                emit_logs(spec, deployed.code.version(), None, &logs);
+            }
+            live.push((deployed, handler));
+        }
+        Ok(HandlerSet {
+            refused: vec![None; live.len()],
+            streaks: vec![0; live.len()],
+            live,
+            handlers,
+            sinks,
+            shutdown,
+            stats,
+        })
+    }
+
+    /// Run every handler of `route` on `msg`; `ack` is dropped when the
+    /// worker's part is done (sinks keep clones until theirs is), or failed
+    /// when a handler's policy or a sink halts the host.
+    pub fn handle(&mut self, msg: &Message, route: &[usize], ack: Ack) {
+        for &index in route {
+            if let Err(fatal) = self.run_handler(index, msg, &ack) {
+                ack.fail(fatal);
+                return;
+            }
+        }
+        drop(ack);
+    }
+
+    /// A reload swapped in a new version: take it up between messages.
+    fn refresh(&mut self, index: usize) {
+        let spec = &self.handlers[index];
+        let (running, live) = &mut self.live[index];
+        let current = spec.current.load();
+        if Arc::ptr_eq(&current, running)
+            || self.refused[index]
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, &current))
+        {
+            return;
+        }
+        match LiveHandler::new(current.code.clone(), current.params.clone()) {
+            Ok((handler, _)) => {
+                tracing::info!(handler = %spec.name, from = %running.code.version(), to = %current.code.version(), "worker switched to the new version");
+                *running = arc_swap::Guard::into_inner(current);
+                *live = handler;
+                self.refused[index] = None;
+            }
+            Err(failure) => {
+                tracing::warn!(handler = %spec.name, version = current.code.version(), error = %failure, "cannot start the new version here; staying on the old one");
+                self.refused[index] = Some(arc_swap::Guard::into_inner(current));
+            }
+        }
+    }
+
+    fn run_handler(&mut self, index: usize, msg: &Message, ack: &Ack) -> Result<(), Fatal> {
+        self.refresh(index);
+        let spec = &self.handlers[index];
+        let (deployed, live) = &mut self.live[index];
+        let version = deployed.code.version();
+        let origin = Origin {
+            handler: &spec.name,
+            version,
+            msg,
+        };
+        let mut attempt = 0;
+        loop {
+            let report = live.handle(msg);
+            emit_logs(spec, version, Some(msg), &report.logs);
+            let failure = match report.outcome {
+                Ok(actions) => match carry_out(
+                    Later {
+                        handlers: &self.handlers,
+                        index,
+                        sinks: &self.sinks,
+                        stats: &self.stats,
+                    },
+                    origin,
+                    &actions,
+                    ack,
+                ) {
+                    Ok(()) => {
+                        count_decision(&self.stats, &actions);
+                        self.streaks[index] = 0;
+                        return Ok(());
+                    }
+                    Err(failure) => failure,
+                },
+                Err(failure) => failure,
+            };
+            let failure = HandlerFailure {
+                kind: failure.kind,
+                text: cut_error_text(failure.text),
+            };
+            self.stats.failed.bump();
+            let streak = &mut self.streaks[index];
+            *streak += 1;
+            if streak.is_power_of_two() && *streak >= 8 {
+                tracing::error!(handler = %spec.name, version, failures = *streak, last_error = %failure, "handler keeps failing: {} messages in a row", *streak);
+            }
+            let at = origin.at();
+            match spec.on_error {
+                OnError::Retry if attempt < spec.retries && !self.shutdown.stopping() => {
+                    attempt += 1;
+                    let backoff = Duration::from_millis(100 << attempt.min(6));
+                    tracing::warn!(handler = %spec.name, version, message = %at, attempt, error = %failure, "handler failed; retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                }
+                OnError::Skip => {
+                    tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, "handler failed; skipping the message (on_error = skip)");
+                    return Ok(());
+                }
+                OnError::Stop => {
+                    return Err(Fatal::HandlerStopped {
+                        handler: spec.name.clone(),
+                        version: version.to_owned(),
+                        at,
+                        failure: failure.to_string(),
+                    });
+                }
+                OnError::DeadLetter | OnError::Retry => {
+                    tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, sink = %spec.dead_letter, "handler failed; writing a dead letter");
+                    dead_letter(spec, origin, &failure, &self.sinks, ack)?;
+                    self.stats.dead_lettered.bump();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn count_decision(stats: &Stats, actions: &[Action]) {
+    if actions.is_empty() {
+        stats.dropped.bump();
+    }
+    if actions.iter().any(|a| matches!(a, Action::Save(_))) {
+        stats.saved.bump();
+    }
+    if actions.iter().any(|a| matches!(a, Action::Forward(_))) {
+        stats.forwarded.bump();
+    }
+}
+
+fn sink_failure(text: String) -> HandlerFailure {
+    HandlerFailure {
+        kind: FailureKind::Sink,
+        text,
+    }
+}
+
+/// Refuse, before anything is written, actions the handler is not allowed
+/// or that contradict each other (two saves to one file, a save inside
+/// another's file); then hand each action to its sink.
+fn carry_out(
+    later: Later<'_>,
+    origin: Origin<'_>,
+    actions: &[Action],
+    ack: &Ack,
+) -> Result<(), HandlerFailure> {
+    let spec = &later.handlers[later.index];
+    let sinks = &**later.sinks;
+    let msg = origin.msg;
+    let save_sink = spec.save_to.as_ref().and_then(|s| sinks.get(s));
+    let mut paths = Vec::new();
+    let mut unnamed = 0;
+    for action in actions {
+        match action {
+            Action::Save(save) => {
+                let Some(Sink::File(sink)) = save_sink else {
+                    return Err(sink_failure(
+                        "returned a save, but the handler has no `save_to` sink".into(),
+                    ));
+                };
+                let index = if save.name.is_none() {
+                    unnamed += 1;
+                    unnamed - 1
+                } else {
+                    0
+                };
+                paths.push(sink.save_path(
+                    &spec.name,
+                    save.name.as_deref(),
+                    index,
+                    &msg.topic,
+                    msg.partition,
+                    msg.offset,
+                ));
+            }
+            Action::Forward(forward)
+                if !spec.forward_to.contains(&forward.sink)
+                    || !sinks.contains_key(&forward.sink) =>
+            {
+                return Err(sink_failure(format!(
+                    "forwarded to sink `{}`, which is not in its `forward_to` ({})",
+                    forward.sink,
+                    spec.forward_to.join(", ")
+                )));
+            }
+            Action::Forward(_) => {}
+        }
+    }
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[i + 1..] {
+            if a.starts_with(b) || b.starts_with(a) {
+                return Err(sink_failure(format!(
+                    "two saves of one decision collide at {}",
+                    a.strip_prefix(b)
+                        .map_or(b.as_path(), |_| a.as_path())
+                        .display()
+                )));
+            }
+        }
+    }
+    let mut unnamed = 0;
+    for action in actions {
+        match action {
+            Action::Save(save) => {
+                let index = if save.name.is_none() {
+                    unnamed += 1;
+                    unnamed - 1
+                } else {
+                    0
+                };
+                let value = save.value.as_deref().unwrap_or(&msg.value);
+                let record = Record::Save {
+                    origin,
+                    hint: save.name.as_deref(),
+                    index,
+                    value,
+                };
+                if let Some(sink) = save_sink {
+                    sink.deliver(record, ack.clone())
+                        .map_err(|refused| sink_failure(refused.to_string()))?;
+                }
+            }
+            Action::Forward(forward) => {
+                let value = forward.value.as_deref().unwrap_or(&msg.value);
+                let key = forward.key.as_deref().or(msg.key.as_deref());
+                let guest = forward.headers.as_ref().unwrap_or(&msg.headers);
+                let (partition, offset) = (msg.partition.to_string(), msg.offset.to_string());
+                let mut headers = without_host_headers(guest);
+                headers.extend(provenance(&origin, &partition, &offset));
+                let sink = &sinks[&forward.sink];
+                let record = Record::Forward {
+                    on_refused: matches!(sink, Sink::Kafka(_)).then(|| later.on_refused(origin)),
+                    origin,
+                    key,
+                    value,
+                    headers: &headers,
+                };
+                sink.deliver(record, ack.clone())
+                    .map_err(|refused| sink_failure(refused.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is needed to apply a handler's policy later, when a sink refuses
+/// a record after `deliver` returned.
+#[derive(Clone, Copy)]
+struct Later<'a> {
+    handlers: &'a Arc<Vec<HandlerSpec>>,
+    index: usize,
+    sinks: &'a Arc<BTreeMap<String, Sink>>,
+    stats: &'a Arc<Stats>,
+}
+
+impl Later<'_> {
+    /// The policy of handler `index`, applied to a refusal of a record
+    /// from `origin` (the message is copied: the worker has moved on).
+    fn on_refused(&self, origin: Origin<'_>) -> OnRefused {
+        let handlers = Arc::clone(self.handlers);
+        let index = self.index;
+        let sinks = Arc::clone(self.sinks);
+        let stats = Arc::clone(self.stats);
+        let version = origin.version.to_owned();
+        let msg = origin.msg.clone();
+        Box::new(move |refused: Refused, ack: Ack| {
+            let spec = &handlers[index];
+            let origin = Origin {
+                handler: &spec.name,
+                version: &version,
+                msg: &msg,
+            };
+            let failure = sink_failure(cut_error_text(refused.to_string()));
+            let at = origin.at();
+            stats.failed.bump();
+            match spec.on_error {
+                OnError::Skip => {
+                    tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, "handler output refused; skipping the message (on_error = skip)");
+                }
+                OnError::Stop => ack.fail(Fatal::HandlerStopped {
+                    handler: spec.name.clone(),
+                    version: version.clone(),
+                    at,
+                    failure: failure.to_string(),
+                }),
+                OnError::DeadLetter | OnError::Retry => {
+                    tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, sink = %spec.dead_letter, "handler output refused; writing a dead letter");
+                    match dead_letter(spec, origin, &failure, &sinks, &ack) {
+                        Ok(()) => stats.dead_lettered.bump(),
+                        Err(fatal) => ack.fail(fatal),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Headers without those named `alerthost.*`, which only the host writes.
+fn without_host_headers(headers: &[Header]) -> Vec<(&str, Option<&[u8]>)> {
+    const PREFIX: &str = "alerthost.";
+    headers
+        .iter()
+        .filter(|h| {
+            !h.name
+                .get(..PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+        })
+        .map(|h| (h.name.as_str(), h.value.as_deref()))
+        .collect()
+}
+
+/// The host's provenance headers of a record from `origin`, with the
+/// partition and offset already formatted.
+fn provenance<'a>(
+    origin: &Origin<'a>,
+    partition: &'a str,
+    offset: &'a str,
+) -> [(&'a str, Option<&'a [u8]>); 5] {
+    [
+        ("alerthost.source.topic", Some(origin.msg.topic.as_bytes())),
+        ("alerthost.source.partition", Some(partition.as_bytes())),
+        ("alerthost.source.offset", Some(offset.as_bytes())),
+        ("alerthost.handler", Some(origin.handler.as_bytes())),
+        ("alerthost.handler.version", Some(origin.version.as_bytes())),
+    ]
+}
+
+/// Write the raw message, the error and the handler version to the
+/// handler's dead-letter sink. A dead letter that cannot be written halts
+/// the host.
+fn dead_letter(
+    spec: &HandlerSpec,
+    origin: Origin<'_>,
+    failure: &HandlerFailure,
+    sinks: &BTreeMap<String, Sink>,
+    ack: &Ack,
+) -> Result<(), Fatal> {
+    let msg = origin.msg;
+    let partition = msg.partition.to_string();
+    let offset = msg.offset.to_string();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut headers = without_host_headers(&msg.headers);
+    headers.extend(provenance(&origin, &partition, &offset));
+    headers.extend([
+        (
+            "alerthost.error.kind",
+            Some(failure.kind.as_str().as_bytes()),
+        ),
+        ("alerthost.error.text", Some(failure.text.as_bytes())),
+        ("alerthost.error.time", Some(now.as_bytes())),
+    ]);
+    let record = Record::DeadLetter {
+        origin,
+        failure,
+        headers: &headers,
+    };
+    sinks[&spec.dead_letter]
+        .deliver(record, ack.clone())
+        .map_err(|refused| Fatal::Sink {
+            sink: spec.dead_letter.clone(),
+            at: origin.at(),
+            reason: format!("cannot write the dead letter: {}", refused.reason),
+        })
+}
+
+fn emit_logs(spec: &HandlerSpec, version: &str, msg: Option<&Message>, logs: &[LogLine]) {
+    let (topic, partition, offset) =
+        msg.map_or(("", -1, -1), |m| (m.topic.as_str(), m.partition, m.offset));
+    for line in logs {
+        let text = &line.text;
+        match level_str(line.level) {
+            "error" => {
+                tracing::error!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            "warn" => {
+                tracing::warn!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            "info" => {
+                tracing::info!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            "debug" => {
+                tracing::debug!(handler = %spec.name, version, topic, partition, offset, "{text}")
+            }
+            _ => tracing::trace!(handler = %spec.name, version, topic, partition, offset, "{text}"),
+        }
+    }
+}
+
+/// The worker threads.
+#[derive(Debug)]
+pub struct Workers {
+    threads: Vec<JoinHandle<()>>,
+    quit: Arc<AtomicBool>,
+}
+
+/// Where lanes go: the worker with the fewest.
+struct Dispatch {
+    workers: Vec<(Sender<Lane>, Thread, Arc<AtomicUsize>)>,
+}
+
+impl Dispatch {
+    fn take(&self, lane: Lane) {
+        let Some((tx, thread, load)) = self
+            .workers
+            .iter()
+            .min_by_key(|(_, _, load)| load.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        load.fetch_add(1, Ordering::Relaxed);
+        // A worker only ends after the source stopped handing out lanes.
+        let _ = tx.send(lane);
+        thread.unpark();
+    }
+}
+
+/// What every worker shares.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// The handlers.
+    pub handlers: Arc<Vec<HandlerSpec>>,
+    /// The sinks by name.
+    pub sinks: Arc<BTreeMap<String, Sink>>,
+    /// Topic → handlers.
+    pub router: Arc<Router>,
+    /// The stop flag and fatal error.
+    pub shutdown: Arc<Shutdown>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Bytes in flight.
+    pub budget: Arc<InflightBudget>,
+}
+
+impl Workers {
+    /// Start `count` workers, each with its own instance of every handler.
+    /// Returns them and the taker the source hands lanes to.
+    pub fn start(count: usize, context: &WorkerContext) -> anyhow::Result<(Self, LaneTaker)> {
+        let quit = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(count);
+        let mut dispatch = Dispatch {
+            workers: Vec::with_capacity(count),
+        };
+        for index in 0..count {
+            let set = HandlerSet::new(
+                Arc::clone(&context.handlers),
+                Arc::clone(&context.sinks),
+                Arc::clone(&context.shutdown),
+                Arc::clone(&context.stats),
+                index == 0,
+            )?;
+            let (tx, rx) = channel();
+            let load = Arc::new(AtomicUsize::new(0));
+            let worker = Worker {
+                set,
+                lanes: Vec::new(),
+                incoming: rx,
+                load: Arc::clone(&load),
+                msg: empty_message(),
+                router: Arc::clone(&context.router),
+                shutdown: Arc::clone(&context.shutdown),
+                stats: Arc::clone(&context.stats),
+                budget: Arc::clone(&context.budget),
+                quit: Arc::clone(&quit),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("alerthost-worker-{index}"))
+                .spawn(move || worker.run())
+                .context("cannot start a worker thread")?;
+            dispatch.workers.push((tx, thread.thread().clone(), load));
+            threads.push(thread);
+        }
+        let taker: LaneTaker = Box::new(move |lane| dispatch.take(lane));
+        Ok((Workers { threads, quit }, taker))
+    }
+
+    /// Stop the workers after the message each is on (messages not begun
+    /// are left to the next run) and wait for them.
+    pub fn finish(self) {
+        self.quit.store(true, Ordering::SeqCst);
+        for thread in &self.threads {
+            thread.thread().unpark();
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn empty_message() -> Message {
+    Message {
+        topic: String::new(),
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: None,
+        value: Vec::new(),
+        headers: Vec::new(),
+    }
+}
+
+/// A lane as a worker holds it, with its topic's route.
+struct Owned {
+    lane: Lane,
+    route: Route,
+}
+
+struct Worker {
+    set: HandlerSet,
+    lanes: Vec<Owned>,
+    incoming: Receiver<Lane>,
+    load: Arc<AtomicUsize>,
+    /// The message buffer, reused for every message.
+    msg: Message,
+    router: Arc<Router>,
+    shutdown: Arc<Shutdown>,
+    stats: Arc<Stats>,
+    budget: Arc<InflightBudget>,
+    quit: Arc<AtomicBool>,
+}
+
+/// What to do with a lane after a message.
+enum Next {
+    More,
+    /// Revoked, or its range is read: drop it.
+    Drop,
+    /// The host is stopping.
+    Stop,
+}
+
+impl Worker {
+    fn stopping(&self) -> bool {
+        self.shutdown.stopping() || self.quit.load(Ordering::Relaxed)
+    }
+
+    fn run(mut self) {
+        let me = std::thread::current();
+        'outer: while !self.stopping() {
+            while let Ok(mut lane) = self.incoming.try_recv() {
+                let waker = me.clone();
+                lane.queue.set_nonempty_callback(move || waker.unpark());
+                let route = self.router.route(lane.track.topic());
+                self.lanes.push(Owned { lane, route });
+            }
+            let mut handled = 0;
+            let mut index = 0;
+            while index < self.lanes.len() {
+                let mut next = Next::More;
+                for _ in 0..BURST {
+                    // After a stop (a fatal error included) nothing more is
+                    // begun, so nothing past a failed message is handled.
+                    if self.stopping() {
+                        next = Next::Stop;
+                        break;
+                    }
+                    if self.lanes[index].lane.track.is_revoked() {
+                        next = Next::Drop;
+                        break;
+                    }
+                    let owned = &self.lanes[index];
+                    let polled = owned.lane.queue.poll(Duration::ZERO);
+                    next = match polled {
+                        None => break,
+                        Some(Ok(message)) => {
+                            handled += 1;
+                            take(
+                                &mut self.set,
+                                &mut self.msg,
+                                owned,
+                                &message,
+                                &self.stats,
+                                &self.budget,
+                                &self.shutdown,
+                            )
+                        }
+                        Some(Err(KafkaError::PartitionEOF(_))) if owned.lane.end.is_some() => {
+                            // At the end of the log, which is at or past the
+                            // range's end.
+                            Next::Drop
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(topic = %owned.lane.track.topic(), partition = owned.lane.track.partition(), %error, "kafka consumer error");
+                            Next::More
+                        }
+                    };
+                    if !matches!(next, Next::More) {
+                        break;
+                    }
+                }
+                match next {
+                    Next::More => index += 1,
+                    Next::Drop => {
+                        let owned = self.lanes.swap_remove(index);
+                        self.load.fetch_sub(1, Ordering::Relaxed);
+                        if owned.lane.end.is_some() && !owned.lane.track.is_revoked() {
+                            owned.lane.finish();
+                        }
+                    }
+                    Next::Stop => break 'outer,
+                }
+                if self.stopping() {
+                    break 'outer;
+                }
+            }
+            if handled == 0 {
+                std::thread::park_timeout(IDLE);
+            }
+        }
+    }
+}
+
+/// Handle one message of `owned`'s lane.
+fn take(
+    set: &mut HandlerSet,
+    msg: &mut Message,
+    owned: &Owned,
+    message: &BorrowedMessage<'_>,
+    stats: &Stats,
+    budget: &InflightBudget,
+    shutdown: &Shutdown,
+) -> Next {
+    let offset = message.offset();
+    let end = owned.lane.end;
+    if end.is_some_and(|end| offset >= end) {
+        return Next::Drop;
+    }
+    let past_end = end.is_some_and(|end| offset + 1 >= end);
+    if let Some((since, until)) = owned.lane.window
+        && message
+            .timestamp()
+            .to_millis()
+            .is_some_and(|at| at < since || at >= until)
+    {
+        // Outside the time range: not handled, and its offset is passed.
+        drop(owned.lane.track.begin(offset, 0));
+        return if past_end { Next::Drop } else { Next::More };
+    }
+    let payload = message.payload().unwrap_or_default();
+    let bytes = (payload.len() + message.key().map_or(0, <[u8]>::len)) as u64;
+    if !budget.acquire(bytes, || shutdown.stopping()) {
+        return Next::Stop;
+    }
+    let Some(ack) = owned.lane.track.begin(offset, bytes) else {
+        return Next::Drop;
+    };
+    stats.messages.bump();
+    if owned.route.is_empty() {
+        stats.unrouted.bump();
+        drop(ack);
+    } else {
+        fill(msg, owned.lane.track.topic(), message, payload);
+        set.handle(msg, &owned.route, ack);
+    }
+    if past_end { Next::Drop } else { Next::More }
+}
+
+/// Copy `message` into the reused buffer `msg`.
+fn fill(msg: &mut Message, topic: &str, message: &BorrowedMessage<'_>, payload: &[u8]) {
+    if msg.topic != topic {
+        msg.topic.clear();
+        msg.topic.push_str(topic);
+    }
+    msg.partition = message.partition();
+    msg.offset = message.offset();
+    msg.timestamp = match message.timestamp() {
+        rdkafka::Timestamp::NotAvailable => None,
+        rdkafka::Timestamp::CreateTime(millis) => Some(Timestamp {
+            millis,
+            kind: TimestampKind::CreateTime,
+        }),
+        rdkafka::Timestamp::LogAppendTime(millis) => Some(Timestamp {
+            millis,
+            kind: TimestampKind::LogAppendTime,
+        }),
+    };
+    match (message.key(), &mut msg.key) {
+        (Some(key), Some(buffer)) => {
+            buffer.clear();
+            buffer.extend_from_slice(key);
+        }
+        (Some(key), slot) => *slot = Some(key.to_vec()),
+        (None, slot) => *slot = None,
+    }
+    msg.value.clear();
+    msg.value.extend_from_slice(payload);
+    msg.headers.clear();
+    if let Some(headers) = message.headers() {
+        msg.headers.extend(headers.iter().map(|h| Header {
+            name: h.key.to_owned(),
+            value: h.value.map(<[u8]>::to_vec),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_headers_named_alerthost_are_stripped() {
+        let headers = vec![
+            Header {
+                name: "alerthost.handler".into(),
+                value: Some(b"forged".to_vec()),
+            },
+            Header {
+                name: "AlertHost.Source.Offset".into(),
+                value: None,
+            },
+            Header {
+                name: "trace".into(),
+                value: Some(b"1".to_vec()),
+            },
+        ];
+        assert_eq!(without_host_headers(&headers), [("trace", Some(&b"1"[..]))]);
+    }
+}
