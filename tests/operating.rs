@@ -1,8 +1,9 @@
 //! Running alerthost as a service, against a real broker where Kafka is
-//! involved: `alerthost topics` reports exactly what the broker holds, a
-//! host killed with SIGKILL and started again handles its next message within
-//! seconds (static group membership), and the systemd unit is one systemd
-//! accepts, with the sandbox the README promises.
+//! involved: `/metrics` counts what the host did (and parses), `/readyz`
+//! follows the assignment, `alerthost topics` reports exactly what the broker
+//! holds, a host killed with SIGKILL and started again handles its next
+//! message within seconds (static group membership), and the systemd unit is
+//! one systemd accepts, with the sandbox the README promises.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alerthost_tests::{
-    Outgoing, alerthost_bin, example, random_group, random_topic, require_kafka, saved_offsets,
-    start_host, toml_str, unique_name, write_config,
+    Outgoing, alerthost_bin, example, http_get, metric, random_group, random_topic, require_kafka,
+    saved_offsets, start_host, toml_str, unique_name, write_config,
 };
 
 /// Long enough for a host to start, join its group and handle a message on
@@ -307,4 +308,190 @@ fn systemd_unit_is_valid_and_sandboxed() {
         output.status.success() && ours.is_empty(),
         "systemd-analyze verify: {complaints}"
     );
+}
+
+/// Sample GCN alerts of every format, as held by `tests/data/samples`.
+fn sample_alerts(count: usize) -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/samples");
+    let mut files: Vec<_> = ["voevent", "json", "binary"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .take(count)
+        .map(|f| std::fs::read(f).unwrap())
+        .collect()
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/setup.sh installs Debian's prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn metrics_and_readiness_match_what_the_host_did() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    // The topic does not exist yet: the host is up, its handlers loaded,
+    // but it has no partitions, so it is not ready.
+    let config = write_config(
+        dir.path(),
+        &restart_config(kafka.servers(), &topic, &group, &saved, "")
+            .replace(
+                "\"session.timeout.ms\" = \"45000\"",
+                "\"topic.metadata.refresh.interval.ms\" = \"500\"\n\"statistics.interval.ms\" = \"500\"",
+            ),
+    );
+    let mut host = start_host(&config, &["--metrics-listen", "127.0.0.1:0"]);
+    let addr = host.metrics_addr(SETTLE);
+    assert_eq!(http_get(addr, "/healthz"), (200, "ok\n".to_owned()));
+    host.wait_until("handlers to load", SETTLE, || {
+        http_get(addr, "/readyz")
+            .1
+            .contains("no partitions assigned")
+    });
+    let (status, body) = http_get(addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+
+    kafka.create_topic(&topic, 2);
+    let alerts = sample_alerts(12);
+    let messages: Vec<Outgoing> = alerts
+        .iter()
+        .enumerate()
+        .map(|(i, alert)| Outgoing::new(i32::try_from(i % 2).unwrap(), alert.clone()))
+        .collect();
+    kafka.produce(&topic, &messages);
+    host.wait_until("/readyz to say ready", SETTLE, || {
+        http_get(addr, "/readyz") == (200, "ready\n".to_owned())
+    });
+
+    // During the run: counters only grow, and never past what was sent.
+    let consumed = |text: &str| {
+        (0..2)
+            .map(|p| {
+                metric(
+                    text,
+                    &format!(
+                        r#"alerthost_messages_consumed_total{{partition="{p}",topic="{topic}"}}"#
+                    ),
+                )
+                .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+    };
+    let mut last = 0.0;
+    let ends = BTreeMap::from([(0, 6), (1, 6)]);
+    host.wait_until("every message handled and committed", SETTLE, || {
+        let (status, text) = http_get(addr, "/metrics");
+        assert_eq!(status, 200);
+        let now = consumed(&text);
+        assert!(now >= last && now <= 12.0, "consumed went {last} -> {now}");
+        last = now;
+        kafka.committed_offsets(&group, &topic) == BTreeMap::from([(0, Some(6)), (1, Some(6))])
+    });
+    assert_eq!(kafka.end_offsets(&topic), ends);
+
+    // After: every counter equals what happened, lag is 0, and the
+    // committed offsets are the broker's.
+    let version = saved_version(&host);
+    host.wait_until("lag to reach 0 on both partitions", SETTLE, || {
+        let text = http_get(addr, "/metrics").1;
+        (0..2).all(|p| {
+            metric(
+                &text,
+                &format!(r#"alerthost_partition_lag{{partition="{p}",topic="{topic}"}}"#),
+            ) == Some(0.0)
+        })
+    });
+    let (_, text) = http_get(addr, "/metrics");
+    promtool_check(&text);
+    assert_eq!(consumed(&text), 12.0);
+    assert_eq!(
+        metric(
+            &text,
+            &format!(
+                r#"alerthost_decisions_total{{handler="save-all",kind="saved",version="{version}"}}"#
+            )
+        ),
+        Some(12.0),
+        "{text}"
+    );
+    assert_eq!(saved_offsets(&saved, &topic).len(), 12);
+    for p in 0..2 {
+        let series = |name: &str| format!(r#"{name}{{partition="{p}",topic="{topic}"}}"#);
+        assert_eq!(
+            metric(&text, &series("alerthost_partition_committed_offset")),
+            Some(6.0)
+        );
+        assert_eq!(
+            metric(&text, &series("alerthost_partition_high_watermark")),
+            Some(6.0)
+        );
+    }
+    assert_eq!(
+        metric(
+            &text,
+            r#"alerthost_handle_duration_seconds_count{handler="save-all"}"#
+        ),
+        Some(12.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"alerthost_sink_write_duration_seconds_count{sink="archive"}"#
+        ),
+        Some(12.0)
+    );
+    assert_eq!(metric(&text, "alerthost_in_flight_bytes"), Some(0.0));
+    assert_eq!(metric(&text, "alerthost_partitions_assigned"), Some(2.0));
+    assert_eq!(
+        metric(
+            &text,
+            &format!(r#"alerthost_handler_info{{handler="save-all",version="{version}"}}"#)
+        ),
+        Some(1.0)
+    );
+    assert!(
+        text.contains("alerthost_kafka_broker_rtt_seconds{"),
+        "librdkafka's statistics reach the metrics: {text}"
+    );
+    host.stop_cleanly();
+}
+
+/// The version the host logged for `save-all` at start-up.
+fn saved_version(host: &alerthost_tests::Host) -> String {
+    let stderr = host.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("handler loaded") && l.contains("save-all"))
+        .expect("a `handler loaded` line");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("version="))
+        .expect("version=")
+        .trim_matches('"')
+        .to_owned()
 }

@@ -903,20 +903,6 @@ impl Kafka {
             .collect()
     }
 
-    /// Commit `offsets` (partition, next offset to read) of `topic` for
-    /// `group`, as a consumer of that group would, without joining it.
-    pub fn commit_offsets(&self, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-        let consumer = self.consumer(group);
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in offsets {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .expect("an offset list");
-        }
-        consumer
-            .commit(&list, rdkafka::consumer::CommitMode::Sync)
-            .unwrap_or_else(|e| panic!("cannot commit {offsets:?} of {topic} for {group}: {e}"));
-    }
-
     /// The consumer groups the broker knows.
     pub fn groups(&self) -> Vec<String> {
         let consumer = self.consumer(&unique_name("alerthost-test-meta"));

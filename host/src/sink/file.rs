@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -80,6 +81,8 @@ struct Staged {
     dirs: Vec<PathBuf>,
     ack: Option<Ack>,
     at: String,
+    /// When the save was handed over, for the sink's latency.
+    since: Instant,
 }
 
 /// Why a save could not be staged.
@@ -409,6 +412,7 @@ impl Inner {
                 dirs,
                 ack: None,
                 at,
+                since: Instant::now(),
             }),
             Err(error) => {
                 self.unstage(path);
@@ -572,7 +576,13 @@ fn syncer(inner: &Inner, rx: &Receiver<Staged>) {
 
 /// A save after its rename: its token, where it is from, the directories
 /// to fsync, and whether the fsync and rename worked.
-type Renamed = (Option<Ack>, String, Vec<PathBuf>, Result<(), String>);
+type Renamed = (
+    Option<Ack>,
+    String,
+    Vec<PathBuf>,
+    Result<(), String>,
+    Instant,
+);
 
 /// Make a batch durable: fsync the files, rename them in order, fsync each
 /// directory once, then drop the tokens (or fail those that could not be
@@ -612,6 +622,7 @@ fn sync_batch(inner: &Inner, batch: Vec<Staged>) {
             dirs,
             ack,
             at,
+            since,
         } = staged;
         let result = synced
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -621,10 +632,10 @@ fn sync_batch(inner: &Inner, batch: Vec<Staged>) {
                     .map_err(|e| format!("cannot move {} into place: {}", path.display(), e.error))
             });
         inner.unstage(&path);
-        done.push((ack, at, dirs, result));
+        done.push((ack, at, dirs, result, since));
     }
     let mut dir_results: HashMap<PathBuf, Result<(), String>> = HashMap::new();
-    for (_, _, dirs, result) in &done {
+    for (_, _, dirs, result, _) in &done {
         if result.is_err() {
             continue;
         }
@@ -638,11 +649,15 @@ fn sync_batch(inner: &Inner, batch: Vec<Staged>) {
         }
     }
     let mut durable = Vec::new();
-    for (ack, at, dirs, result) in done {
+    for (ack, at, dirs, result, since) in done {
         let result = result.and_then(|()| {
             dirs.iter()
                 .try_for_each(|d| dir_results.get(d).cloned().unwrap_or(Ok(())))
         });
+        inner
+            .stats
+            .metrics
+            .sink_write(&inner.name, since.elapsed(), result.is_ok());
         match (result, ack) {
             (Ok(()), ack) => {
                 inner.stats.files.bump();

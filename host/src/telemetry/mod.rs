@@ -119,8 +119,9 @@ struct Inner {
     handle_seconds: HistogramVec,
     sink_seconds: HistogramVec,
     sink_errors: IntCounterVec,
-    in_flight_messages: IntGauge,
     in_flight_bytes: IntGauge,
+    /// Where the bytes in flight are counted, read at each scrape.
+    budget: std::sync::OnceLock<Arc<crate::commit::InflightBudget>>,
     swaps: IntCounterVec,
     handler_info: IntGaugeVec,
     committed: IntGaugeVec,
@@ -248,14 +249,11 @@ impl Metrics {
                 "Sink writes or acknowledgements that failed.",
                 &["sink"],
             ),
-            in_flight_messages: scalar(
-                "alerthost_in_flight_messages",
-                "Messages read but not yet fully handled (not committable yet).",
-            ),
             in_flight_bytes: scalar(
                 "alerthost_in_flight_bytes",
-                "Bytes of message values read but not yet fully handled.",
+                "Bytes (value and key) of messages read but not yet durable everywhere.",
             ),
+            budget: std::sync::OnceLock::new(),
             swaps: counter(
                 "alerthost_handler_swaps_total",
                 "Hot swaps of a handler by outcome (done, refused).",
@@ -307,6 +305,11 @@ impl Metrics {
         self.inner
             .ready
             .set(i64::from(self.inner.readiness.check().is_ok()));
+        if let Some(budget) = self.inner.budget.get() {
+            self.inner
+                .in_flight_bytes
+                .set(i64::try_from(budget.used()).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.inner.registry.gather(), &mut out)
@@ -378,21 +381,10 @@ impl Metrics {
         }
     }
 
-    /// A message of `bytes` is now in flight.
-    pub fn in_flight_started(&self, bytes: usize) {
-        self.inner.in_flight_messages.inc();
-        self.inner
-            .in_flight_bytes
-            .add(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-
-    /// A message of `bytes` is no longer in flight (handled, or given up with
-    /// its partition).
-    pub fn in_flight_finished(&self, bytes: usize) {
-        self.inner.in_flight_messages.dec();
-        self.inner
-            .in_flight_bytes
-            .sub(i64::try_from(bytes).unwrap_or(i64::MAX));
+    /// Report the bytes `budget` holds as the bytes in flight (the first
+    /// budget given is kept).
+    pub fn watch_in_flight(&self, budget: Arc<crate::commit::InflightBudget>) {
+        let _ = self.inner.budget.set(budget);
     }
 
     /// A hot swap of `handler` ended with `outcome`.

@@ -19,7 +19,6 @@ fn exercise(metrics: &Metrics) {
     metrics.handle_seconds("save-all", Duration::from_micros(80));
     metrics.sink_write("archive", Duration::from_millis(3), true);
     metrics.sink_write("archive", Duration::from_millis(3), false);
-    metrics.in_flight_started(1024);
     metrics.swap("save-all", SwapOutcome::Done);
     metrics.swap("save-all", SwapOutcome::Refused);
     metrics.running_version("save-all", "0123456789ab");
@@ -118,12 +117,13 @@ fn events_move_their_metrics() {
     );
     assert!(!text.contains(r#"alerthost_handler_info{handler="h",version="v1"}"#));
 
-    metrics.in_flight_started(100);
-    metrics.in_flight_started(50);
-    metrics.in_flight_finished(100);
-    let text = metrics.render();
-    assert_eq!(value(&text, "alerthost_in_flight_messages"), Some(1.0));
-    assert_eq!(value(&text, "alerthost_in_flight_bytes"), Some(50.0));
+    let budget = Arc::new(crate::commit::InflightBudget::new(1000));
+    metrics.watch_in_flight(Arc::clone(&budget));
+    assert!(budget.acquire(150, || false));
+    assert_eq!(
+        value(&metrics.render(), "alerthost_in_flight_bytes"),
+        Some(150.0)
+    );
 
     metrics.sink_write("s", Duration::from_millis(2), false);
     metrics.handle_seconds("h", Duration::from_micros(30));
