@@ -495,3 +495,57 @@ fn saved_version(host: &alerthost_tests::Host) -> String {
         .trim_matches('"')
         .to_owned()
 }
+
+#[test]
+fn swaps_are_counted_and_the_running_version_is_reported() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let component = dir.path().join("handler.wasm");
+    std::fs::copy(example("save_all"), &component).unwrap();
+    let text = restart_config(kafka.servers(), &topic, &group, &saved, "").replace(
+        &toml_str(example("save_all").to_str().unwrap()),
+        &toml_str(component.to_str().unwrap()),
+    );
+    let config = write_config(dir.path(), &text);
+    let mut host = start_host(&config, &["--metrics-listen", "127.0.0.1:0"]);
+    let addr = host.metrics_addr(SETTLE);
+    host.wait_for_stderr("handler loaded", SETTLE);
+    let first = saved_version(&host);
+    let info = |version: &str| {
+        format!(r#"alerthost_handler_info{{handler="save-all",version="{version}"}}"#)
+    };
+    let swaps = |outcome: &str| {
+        format!(r#"alerthost_handler_swaps_total{{handler="save-all",outcome="{outcome}"}}"#)
+    };
+    assert_eq!(
+        metric(&http_get(addr, "/metrics").1, &info(&first)),
+        Some(1.0)
+    );
+
+    // Not a component: refused, and the running version stays.
+    std::fs::write(&component, b"not a component").unwrap();
+    host.wait_until("the refused swap to be counted", SETTLE, || {
+        metric(&http_get(addr, "/metrics").1, &swaps("refused")) == Some(1.0)
+    });
+    let text = http_get(addr, "/metrics").1;
+    assert_eq!(metric(&text, &info(&first)), Some(1.0));
+    assert_eq!(metric(&text, &swaps("done")), None);
+
+    // Another handler's component: swapped in, and the info series follows.
+    std::fs::copy(example("gbm_subthreshold"), &component).unwrap();
+    host.wait_until("the swap to be counted", SETTLE, || {
+        metric(&http_get(addr, "/metrics").1, &swaps("done")) == Some(1.0)
+    });
+    let text = http_get(addr, "/metrics").1;
+    assert_eq!(metric(&text, &swaps("refused")), Some(1.0));
+    let running: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(r#"alerthost_handler_info{handler="save-all","#))
+        .collect();
+    assert_eq!(running.len(), 1, "one running version: {running:?}");
+    assert!(!running[0].contains(&first), "{running:?}");
+    host.stop_cleanly();
+}
