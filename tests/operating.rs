@@ -549,3 +549,29 @@ fn swaps_are_counted_and_the_running_version_is_reported() {
     assert!(!running[0].contains(&first), "{running:?}");
     host.stop_cleanly();
 }
+
+#[test]
+fn a_second_host_with_the_same_member_id_stops_the_first_with_a_clear_error() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let config = write_config(
+        dir.path(),
+        &restart_config(kafka.servers(), &topic, &group, &saved, ""),
+    );
+    let mut first = start_host(&config, &[]);
+    first.wait_for_stderr("partitions assigned", SETTLE);
+    // The same config file on the same machine: the same derived id.
+    let mut second = start_host(&config, &[]);
+    second.wait_for_stderr("partitions assigned", SETTLE);
+    let status = first.wait_exit(SETTLE);
+    assert!(!status.success(), "the fenced host must not go on silently");
+    let stderr = first.stderr();
+    assert!(
+        stderr.contains("group.instance.id") && stderr.contains("instance_id"),
+        "the error says why and what to do: {stderr}"
+    );
+    second.stop_cleanly();
+}

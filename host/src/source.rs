@@ -166,6 +166,24 @@ impl ClientContext for SourceContext {
         {
             return;
         }
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::FencedInstanceId)
+        ) {
+            // The consumer is unusable from here on. With static membership
+            // the usual cause is a second host with the same
+            // group.instance.id, which fences this one.
+            let hint = if code == Some(RDKafkaErrorCode::FencedInstanceId) {
+                " (another host joined the group with the same group.instance.id: give each host its own [source] instance_id)"
+            } else {
+                ""
+            };
+            self.shutdown.fail(Fatal::Source(format!(
+                "fatal Kafka client error: {reason}{hint}"
+            )));
+            return;
+        }
         let text = format!("{error}: {reason}");
         let mut last = lock(&self.last_error);
         if last.as_deref() != Some(text.as_str()) {
