@@ -1,5 +1,7 @@
-//! Throughput of `alerthost run` against a plain rdkafka consumer, on the same
-//! local broker in the same run. Prints a table, asserts nothing.
+//! Throughput of `alerthost run` with a handler that drops every message,
+//! against a plain rdkafka `BaseConsumer` that does nothing, on the same
+//! topic of the same local broker in the same run. Prints a table, asserts
+//! nothing.
 //!
 //! ```sh
 //! export ALERTHOST_KAFKA_BOOTSTRAP=$(scripts/kafka.sh start)
@@ -7,186 +9,203 @@
 //! cargo bench -p alerthost --bench throughput
 //! ```
 //!
-//! 1 KiB messages on a 3-partition topic. Each alerthost run is a time-range
-//! run over the whole topic (`--since 2000-01-01 --until 2100-01-01`), so it
-//! exits by itself when every partition is read; its wall time includes
-//! start-up (config, cached handler load, connection: about 0.1 s).
+//! For 1 KiB and 5 KiB messages on a 3-partition topic (300 000 and 100 000
+//! messages; `ALERTHOST_BENCH_MESSAGES_1K`, `ALERTHOST_BENCH_MESSAGES_5K`),
+//! `ALERTHOST_BENCH_ROUNDS` rounds (default 3) of: the plain consumer, then
+//! alerthost, each in a new consumer group reading the topic from the start.
+//!
+//! What is timed, on both sides: from the first message handled to the last,
+//! so neither side's start-up (process, handler load, group join, offset
+//! look-ups) counts.
+//! - Plain consumer: from the `poll` that returns the first message to the
+//!   one that returns the last.
+//! - alerthost: the handler is the `gbm-subthreshold` example; every message
+//!   is filler it drops, except the first and the last of each partition,
+//!   which are Fermi GBM sub-threshold notices of reliability 10 that it
+//!   saves. The time is from the first of those six files written to the
+//!   last (their modification times, to the kernel's 1–4 ms tick), so it
+//!   covers every message of the topic. Six fsync'd saves out of 100 000 or
+//!   more messages count against alerthost.
+//!
+//! The ratio is alerthost's messages/s over the plain consumer's, per round;
+//! the last row of each size is the median of the rounds.
+
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
-const MESSAGES: usize = 100_000;
+use support::{Host, Kafka};
+
 const PARTITIONS: i32 = 3;
 
 fn main() -> anyhow::Result<()> {
-    let Ok(bootstrap) = std::env::var("ALERTHOST_KAFKA_BOOTSTRAP") else {
-        eprintln!(
-            "set ALERTHOST_KAFKA_BOOTSTRAP (export ALERTHOST_KAFKA_BOOTSTRAP=$(scripts/kafka.sh start))"
-        );
+    let Some(bootstrap) = support::bootstrap() else {
         return Ok(());
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let examples = root.join("examples/target/wasm32-wasip2/release");
-    let topic = format!("bench-throughput-{}", std::process::id());
-    create_topic(&bootstrap, &topic)?;
-    let started = Instant::now();
-    produce(&bootstrap, &topic)?;
-    println!(
-        "produced {MESSAGES} messages of 1 KiB on {PARTITIONS} partitions in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    println!("{:<58} {:>10} {:>12}", "consumer", "seconds", "messages/s");
-    let plain = plain_consumer(&bootstrap, &topic)?;
-    row("plain rdkafka BaseConsumer, does nothing", plain);
+    let kafka = Kafka { bootstrap };
+    let rounds = support::env_count("ALERTHOST_BENCH_ROUNDS", 3)?;
+    let sizes = [
+        (
+            1024,
+            support::env_count("ALERTHOST_BENCH_MESSAGES_1K", 300_000)?,
+        ),
+        (
+            5 * 1024,
+            support::env_count("ALERTHOST_BENCH_MESSAGES_5K", 100_000)?,
+        ),
+    ];
+    let component = support::example("gbm_subthreshold")?;
+    let sample = support::gbm_sample()?;
+    support::print_header("throughput", &kafka.bootstrap);
     let dir = tempfile::tempdir()?;
-    for (label, handler, save) in [
-        (
-            "alerthost run, gbm-subthreshold (drops every message)",
-            "gbm_subthreshold",
-            false,
-        ),
-        (
-            "alerthost run, save-all (fsync'd file per message)",
-            "save_all",
-            true,
-        ),
-    ] {
-        let elapsed = alerthost(
-            &bootstrap,
+    let mut rows = Vec::new();
+    for (size, count) in sizes {
+        let per_partition = (count / PARTITIONS as usize).max(2);
+        let total = per_partition * PARTITIONS as usize;
+        let topic = support::unique("throughput");
+        kafka.create_topic(&topic, PARTITIONS)?;
+        let started = Instant::now();
+        let filler = vec![b'x'; size];
+        kafka.fill(
             &topic,
-            &examples.join(format!("{handler}.wasm")),
-            save,
-            dir.path(),
+            (0..per_partition).flat_map(|index| {
+                let sentinel = index == 0 || index == per_partition - 1;
+                let sample = &sample;
+                let filler = &filler;
+                (0..PARTITIONS).map(move |partition| {
+                    let value = if sentinel {
+                        support::gbm_notice(sample, 10, index as u64)
+                    } else {
+                        filler.clone()
+                    };
+                    (partition, value)
+                })
+            }),
         )?;
-        row(label, elapsed);
-    }
-    Ok(())
-}
-
-fn row(label: &str, elapsed: Duration) {
-    println!(
-        "{label:<58} {:>10.2} {:>12.0}",
-        elapsed.as_secs_f64(),
-        MESSAGES as f64 / elapsed.as_secs_f64()
-    );
-}
-
-fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = runtime.block_on(admin.create_topics(
-        &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))?;
-    for result in results {
-        result.map_err(|(topic, code)| anyhow::anyhow!("cannot create {topic}: {code}"))?;
-    }
-    Ok(())
-}
-
-fn produce(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
-    let value = vec![b'x'; 1024];
-    for index in 0..MESSAGES {
-        let record = BaseRecord::<(), [u8]>::to(topic)
-            .partition(index as i32 % PARTITIONS)
-            .payload(&value);
-        producer.send(record).map_err(|(e, _)| e)?;
-        if index % 10_000 == 0 {
-            producer.poll(Duration::ZERO);
+        eprintln!(
+            "produced {total} messages of {size} bytes on {PARTITIONS} partitions in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut ratios = Vec::new();
+        let mut plain_rates = Vec::new();
+        let mut host_rates = Vec::new();
+        for round in 1..=rounds {
+            let plain = plain_consumer(&kafka, &topic, total)?;
+            let host = alerthost(&kafka, &topic, &component, dir.path(), round)?;
+            let (plain_rate, host_rate) = (total as f64 / plain, total as f64 / host);
+            plain_rates.push(plain_rate);
+            host_rates.push(host_rate);
+            ratios.push(host_rate / plain_rate);
+            rows.push(vec![
+                format!("{} KiB, round {round}", size / 1024),
+                total.to_string(),
+                format!("{plain:.3}"),
+                format!("{plain_rate:.0}"),
+                format!("{host:.3}"),
+                format!("{host_rate:.0}"),
+                format!("{:.2}", host_rate / plain_rate),
+            ]);
         }
+        rows.push(vec![
+            format!("{} KiB, median of {rounds}", size / 1024),
+            total.to_string(),
+            String::new(),
+            format!("{:.0}", support::median(&plain_rates)),
+            String::new(),
+            format!("{:.0}", support::median(&host_rates)),
+            format!("{:.2}", support::median(&ratios)),
+        ]);
     }
-    producer.flush(Duration::from_secs(60))?;
+    support::print_table(
+        &[
+            "messages",
+            "count",
+            "plain s",
+            "plain msg/s",
+            "alerthost s",
+            "alerthost msg/s",
+            "alerthost ÷ plain",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
-fn plain_consumer(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+/// Seconds from the first message polled to the last, for a plain consumer
+/// in a new group that does nothing with them.
+fn plain_consumer(kafka: &Kafka, topic: &str, total: usize) -> anyhow::Result<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{topic}-plain"))
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", support::unique("plain"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    let started = Instant::now();
     consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first = None;
     let mut seen = 0;
-    while seen < MESSAGES {
+    while seen < total {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the plain consumer read {seen} of {total} messages in 300 s"
+        );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             message?;
+            first.get_or_insert_with(Instant::now);
             seen += 1;
         }
     }
-    Ok(started.elapsed())
+    let elapsed = first.map_or(0.0, |first| first.elapsed().as_secs_f64());
+    Ok(elapsed)
 }
 
+/// Seconds from the first sentinel file written to the last, for
+/// `alerthost run` in a new group with `gbm-subthreshold`.
 fn alerthost(
-    bootstrap: &str,
+    kafka: &Kafka,
     topic: &str,
     component: &Path,
-    save: bool,
     dir: &Path,
-) -> anyhow::Result<Duration> {
-    anyhow::ensure!(
-        component.is_file(),
-        "{} is missing: cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml",
-        component.display()
-    );
-    let out = dir.join(component.file_stem().unwrap());
-    let config = dir.join(format!(
-        "{}.toml",
-        component.file_stem().unwrap().to_string_lossy()
-    ));
+    round: usize,
+) -> anyhow::Result<f64> {
+    let out = dir.join(format!("{topic}-{round}"));
+    let config = dir.join(format!("{topic}-{round}.toml"));
     std::fs::write(
         &config,
         format!(
             r#"[source]
-bootstrap_servers = "{bootstrap}"
-topics = ["{topic}"]
+bootstrap_servers = {bootstrap}
+topics = [{topic}]
+group_id = {group}
 
 [sinks.out]
 type = "file"
-dir = "{out}"
+dir = {out}
 
 [[handler]]
-name = "bench"
-component = "{component}"
-topics = ["{topic}"]
-{save_to}
+name = "drop"
+component = {component}
+topics = [{topic}]
+save_to = "out"
 "#,
-            out = out.display(),
-            component = component.display(),
-            save_to = if save { "save_to = \"out\"" } else { "" },
+            bootstrap = support::toml_str(&kafka.bootstrap),
+            topic = support::toml_str(topic),
+            group = support::toml_str(support::unique("alerthost")),
+            out = support::toml_str(out.to_string_lossy()),
+            component = support::toml_str(component.to_string_lossy()),
         ),
     )?;
-    let started = Instant::now();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_alerthost"))
-        .args([
-            "run",
-            "--since",
-            "2000-01-01",
-            "--until",
-            "2100-01-01",
-            "--log",
-            "warn",
-            "-c",
-        ])
-        .arg(&config)
-        .status()?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(status.success(), "alerthost run failed: {status}");
-    Ok(elapsed)
+    let mut host = Host::start(&config, &[])?;
+    let written = support::wait_written(
+        &out,
+        2 * PARTITIONS as usize,
+        Duration::from_secs(300),
+        Some(&mut host),
+    )?;
+    host.stop()?;
+    Ok(support::seconds(written.first, written.last))
 }
