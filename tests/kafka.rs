@@ -161,8 +161,10 @@ fn resumes_after_restart_at_first_unhandled_message() {
         second.keys().map(|k| k.1).collect::<Vec<_>>(),
         [10, 11, 12, 13, 14]
     );
+    // The same config file, changed: a restart of the same host, which
+    // rejoins as the same static member of the group.
     let config = write_config(
-        &dir.path().join("run-2"),
+        &dir.path().join("run-1"),
         &save_all_config(&kafka, &[&topic], Some(&group), &second_dir, ""),
     );
     let mut host = start_host(&config, &[]);

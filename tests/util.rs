@@ -373,6 +373,60 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The address of the host's metrics listener, from its start-up log line
+    /// (so `--metrics-listen 127.0.0.1:0` can pick a free port).
+    pub fn metrics_addr(&mut self, timeout: Duration) -> std::net::SocketAddr {
+        let needle = "serving /metrics";
+        self.wait_for_stderr(needle, timeout);
+        let stderr = self.stderr();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(needle))
+            .expect("the listener's line");
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix("addr="))
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+    }
+}
+
+/// `GET path` over HTTP/1.1 from `addr`: the status code and the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr)
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("the request is sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response from {addr}: {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
+}
+
+/// The value of one series in a Prometheus text exposition, e.g.
+/// `alerthost_decisions_total{handler="h",kind="saved",version="v"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap_or_else(|e| panic!("{series}: {v:?}: {e}")))
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         if self.try_status().is_none() {

@@ -67,6 +67,33 @@ pub enum Command {
     /// Create a handler project in Rust, Python or JavaScript that builds
     /// with one command and passes its own test.
     New(crate::commands::new::NewArgs),
+    /// List what the configured credentials can read: topics, partitions,
+    /// earliest and latest offsets, the group's committed offsets and lag,
+    /// and which handlers take each topic. A table on a terminal, JSON
+    /// otherwise.
+    Topics(TopicsArgs),
+}
+
+/// `alerthost topics`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// The configuration file (its `[source]` says where and how to connect).
+    #[arg(long, short = 'c', default_value = "alerthost.toml")]
+    pub config: PathBuf,
+    /// Only topics with this name, or matching this `^regex`.
+    pub pattern: Option<String>,
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 /// `alerthost demo`.
@@ -106,6 +133,10 @@ pub struct RunArgs {
     /// Write the process id here (for `alerthost reload --pid-file`).
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz on this address (host:port),
+    /// instead of the config's `[metrics] listen`. Off unless one is given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `alerthost reload`.

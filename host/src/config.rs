@@ -25,6 +25,9 @@ pub struct Config {
     /// Host-wide runtime settings.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// The Prometheus metrics and health listener (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// `[source]`: GCN (`domain` + credentials) or any Kafka (`bootstrap_servers`).
@@ -59,6 +62,13 @@ pub struct SourceConfig {
     /// recipe, before `KAFKA_*` environment overrides).
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
+    /// Static group membership (`group.instance.id`), so a restarted host
+    /// gets its partitions back at once instead of after
+    /// `session.timeout.ms`. Default, with a `group_id`:
+    /// `alerthost-<host name>-<hash of the config file's path and the group>`.
+    /// Give one per host when the host name is not stable (containers); `""`
+    /// turns static membership off.
+    pub instance_id: Option<String>,
 }
 
 fn default_commit_interval_ms() -> u64 {
@@ -178,6 +188,15 @@ pub struct RuntimeConfig {
     pub max_inflight_mib: Option<u64>,
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz`, e.g.
+    /// `"127.0.0.1:9464"` (default: no listener; `--metrics-listen` wins).
+    pub listen: Option<String>,
+}
+
 /// A topic selector: a name, or a `^regex`.
 #[derive(Debug, Clone)]
 pub enum TopicSelector {
@@ -188,7 +207,9 @@ pub enum TopicSelector {
 }
 
 impl TopicSelector {
-    fn parse(raw: &str) -> anyhow::Result<Self> {
+    /// A name, or a pattern when `raw` starts with `^`; errors say why `raw`
+    /// is neither.
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
         if raw.starts_with('^') {
             let regex = regex_lite::Regex::new(raw)
                 .map_err(|e| anyhow::anyhow!("topic pattern `{raw}` is not a valid regex: {e}"))?;
@@ -249,6 +270,10 @@ pub struct Plan {
     pub cache_dir: Option<PathBuf>,
     /// Most bytes of messages in flight.
     pub max_inflight_bytes: u64,
+    /// Where to serve metrics and health, if anywhere.
+    pub metrics_listen: Option<String>,
+    /// The static member id (`group.instance.id`), if the group uses one.
+    pub instance_id: Option<String>,
 }
 
 /// One validated handler.
@@ -324,6 +349,18 @@ impl Config {
                 );
             }
         }
+        if source.librdkafka.contains_key("group.instance.id") {
+            bail!("[source.librdkafka]: set `group.instance.id` with [source] `instance_id`");
+        }
+        let instance_id = instance_id(source, path)?;
+        // `KAFKA_GROUP_INSTANCE_ID` in the environment wins, as every
+        // `KAFKA_*` override does.
+        if !kafka.contains_key("group.instance.id")
+            && let Some(id) = &instance_id
+        {
+            kafka.insert("group.instance.id".to_owned(), id.clone());
+        }
+        let instance_id = kafka.get("group.instance.id").cloned();
 
         if source.topics.is_empty() {
             bail!("[source]: `topics` is empty: name at least one topic or `^pattern`");
@@ -454,6 +491,10 @@ impl Config {
             }
         }
 
+        if let Some(listen) = &self.metrics.listen {
+            check_listen(listen).context("[metrics] listen")?;
+        }
+
         let workers = match self.runtime.workers {
             Some(0) => bail!("[runtime]: `workers` must be at least 1"),
             Some(n) => n,
@@ -483,8 +524,99 @@ impl Config {
                 .cache_dir
                 .map(|d| base.join(d))
                 .or_else(crate::runtime::ArtifactCache::default_dir),
+            metrics_listen: self.metrics.listen,
+            instance_id,
         })
     }
+}
+
+/// `host:port`, with a port number: caught here rather than when the
+/// listener starts.
+pub fn check_listen(listen: &str) -> anyhow::Result<()> {
+    let port = listen
+        .rsplit_once(':')
+        .map(|(host, port)| (host.trim(), port));
+    match port {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => bail!(
+            "`{listen}` is not an address to listen on: write host:port, e.g. \"127.0.0.1:9464\" \
+             (or \"0.0.0.0:9464\" for every interface)"
+        ),
+    }
+}
+
+/// The static member id for a source with a group: the configured one
+/// (checked), or one derived from the host name and the config, so the same
+/// host with the same config rejoins as the same member after a restart.
+/// `None` without a group, or when `instance_id = ""` turns it off.
+fn instance_id(source: &SourceConfig, path: &Path) -> anyhow::Result<Option<String>> {
+    let Some(group) = &source.group_id else {
+        if source
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| !id.is_empty())
+        {
+            bail!(
+                "[source]: `instance_id` needs a `group_id` (static membership is membership of a group)"
+            );
+        }
+        return Ok(None);
+    };
+    match source.instance_id.as_deref() {
+        Some("") => Ok(None),
+        Some(id) => {
+            if id.len() > 249
+                || id == "."
+                || id == ".."
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                bail!(
+                    "[source]: `instance_id` = \"{id}\" is not a valid group.instance.id (letters, digits, `.`, `_`, `-`, at most 249)"
+                );
+            }
+            Ok(Some(id.to_owned()))
+        }
+        None => Ok(Some(derived_instance_id(&host_name(), path, group))),
+    }
+}
+
+/// The machine's host name, as `uname -n` prints it (empty if unknown).
+pub fn host_name() -> String {
+    // /proc/sys is hidden in some sandboxes (systemd's ProcSubset=pid);
+    // /etc/hostname then holds the same name.
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// `alerthost-<host>-<first 8 hex digits of SHA-256 of the config file's
+/// absolute path and the group>`. The hash tells apart several hosts on one
+/// machine that read different configs or groups.
+pub fn derived_instance_id(host: &str, config: &Path, group: &str) -> String {
+    use sha2::Digest as _;
+    let config = std::path::absolute(config).unwrap_or_else(|_| config.to_owned());
+    let mut hash = sha2::Sha256::new();
+    hash.update(config.as_os_str().as_encoded_bytes());
+    hash.update([0]);
+    hash.update(group.as_bytes());
+    let hash = hex::encode(&hash.finalize()[..4]);
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect();
+    let host = if host.is_empty() { "unknown" } else { &host };
+    format!("alerthost-{host}-{hash}")
 }
 
 /// NASA's GCN connection recipe, as the `gcn-kafka` crate sets it.

@@ -43,4 +43,5 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod telemetry;
 pub mod worker;

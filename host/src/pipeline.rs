@@ -56,6 +56,7 @@ impl Pipeline {
         stats: Arc<Stats>,
     ) -> anyhow::Result<Self> {
         let budget = Arc::new(InflightBudget::new(plan.max_inflight_bytes));
+        stats.metrics.watch_in_flight(Arc::clone(&budget));
         let sinks = Arc::new(build_sinks(plan, &shutdown, &stats)?);
         let router = Arc::new(Router::new(
             handlers.iter().map(|h| h.topics.clone()).collect(),
@@ -123,6 +124,7 @@ impl Pipeline {
             // The range is read completely.
             shutdown.request_stop();
         }
+        stats.metrics.readiness().stopping();
         tracing::info!("stopping: finishing messages in flight");
         workers.finish();
         source.finish();
@@ -179,6 +181,7 @@ fn build_sinks(
                     &properties,
                     plan.max_inflight_bytes / 1024,
                     Arc::clone(shutdown),
+                    stats.metrics.clone(),
                 )?)
             }
             SinkConfig::Stdout => Sink::Stdout(StdoutSink::new(name)),

@@ -16,6 +16,7 @@ use notify::{RecursiveMode, Watcher as _};
 
 use crate::config::{Config, Plan};
 use crate::runtime::{LiveHandler, Runtime};
+use crate::telemetry::{Metrics, SwapOutcome};
 use crate::worker::{Deployed, HandlerSpec};
 
 /// Quiet time after the last change of a file before it is read: an editor
@@ -37,6 +38,7 @@ pub struct Reloader {
     runtime: Arc<Runtime>,
     handlers: Arc<Vec<HandlerSpec>>,
     plan: Mutex<Plan>,
+    metrics: Metrics,
 }
 
 impl Reloader {
@@ -46,7 +48,14 @@ impl Reloader {
             runtime,
             handlers,
             plan: Mutex::new(plan),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Count swaps (done and refused) and the running versions in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn plan(&self) -> std::sync::MutexGuard<'_, Plan> {
@@ -57,6 +66,25 @@ impl Reloader {
     /// with `params`; swap it in if all succeeds and it differs from the
     /// running version. Returns the new version, or `None` if unchanged.
     pub fn reload_handler(
+        &self,
+        index: usize,
+        params: Option<Vec<(String, String)>>,
+        limits: Option<crate::runtime::Limits>,
+    ) -> anyhow::Result<Option<String>> {
+        let name = &self.handlers[index].name;
+        let swapped = self.try_swap(index, params, limits);
+        match &swapped {
+            Ok(Some(version)) => {
+                self.metrics.swap(name, SwapOutcome::Done);
+                self.metrics.running_version(name, version);
+            }
+            Ok(None) => {}
+            Err(_) => self.metrics.swap(name, SwapOutcome::Refused),
+        }
+        swapped
+    }
+
+    fn try_swap(
         &self,
         index: usize,
         params: Option<Vec<(String, String)>>,
@@ -246,6 +274,9 @@ fn restart_needed(old: &Plan, new: &Plan) -> Vec<String> {
     }
     if old.workers != new.workers || old.cache_dir != new.cache_dir {
         out.push("[runtime]".into());
+    }
+    if old.metrics_listen != new.metrics_listen {
+        out.push("[metrics] listen".into());
     }
     let topics = |p: &Plan| {
         p.topics

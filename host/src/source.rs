@@ -33,6 +33,7 @@ use crate::commit::{InflightBudget, PartitionTrack, TopicPartition};
 use crate::config::{StartAt, TopicSelector};
 use crate::shutdown::{Fatal, Shutdown};
 use crate::stats::Stats;
+use crate::telemetry::Metrics;
 
 /// How long to wait for the cluster to answer at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -138,6 +139,7 @@ pub struct SourceContext {
     finished: Arc<AtomicUsize>,
     last_error: Mutex<Option<String>>,
     auth_error: Mutex<Option<String>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for SourceContext {
@@ -153,10 +155,33 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ClientContext for SourceContext {
+    /// Every `statistics.interval.ms` (set when metrics are served).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics.kafka_statistics(&statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error, KafkaError::PartitionEOF(_))
             || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
         {
+            return;
+        }
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::FencedInstanceId)
+        ) {
+            // The consumer is unusable from here on. With static membership
+            // the usual cause is a second host with the same
+            // group.instance.id, which fences this one.
+            let hint = if code == Some(RDKafkaErrorCode::FencedInstanceId) {
+                " (another host joined the group with the same group.instance.id: give each host its own [source] instance_id)"
+            } else {
+                ""
+            };
+            self.shutdown.fail(Fatal::Source(format!(
+                "fatal Kafka client error: {reason}{hint}"
+            )));
             return;
         }
         let text = format!("{error}: {reason}");
@@ -287,6 +312,7 @@ impl SourceContext {
             }
         }
         tracing::info!(partitions = %describe(&tps), epoch, "partitions assigned");
+        self.metrics.partitions_assigned(&tps);
         for lane in lanes {
             (self.take)(lane);
         }
@@ -434,6 +460,7 @@ impl SourceContext {
             tracing::warn!(%error, "cannot give up the revoked partitions");
         }
         tracing::info!(partitions = %describe(&tps), "partitions revoked");
+        self.metrics.partitions_revoked(&tps);
     }
 
     fn current_tracks(&self) -> Vec<Arc<PartitionTrack>> {
@@ -472,8 +499,10 @@ fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]
     }
     match consumer.commit(&tpl, CommitMode::Sync) {
         Ok(()) => {
+            let metrics = &consumer.context().metrics;
             for (track, position) in &positions {
                 track.committed(*position);
+                metrics.partition_committed(track.topic(), track.partition(), *position);
             }
         }
         Err(error) => tracing::warn!(%error, "commit failed; it is tried again"),
@@ -634,6 +663,7 @@ impl Source {
             finished: Arc::default(),
             last_error: Mutex::default(),
             auth_error: Mutex::default(),
+            metrics: stats.metrics.clone(),
         };
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(context)
@@ -703,6 +733,7 @@ impl Source {
         };
         if ends {
             source.assign_range(&existing)?;
+            source.stats.metrics.readiness().range_started();
         } else {
             let subscription: Vec<&str> = source
                 .options

@@ -26,6 +26,8 @@ pub struct Stats {
     pub files: Counter,
     /// fsync calls the file sinks made (files and directories).
     pub fsyncs: Counter,
+    /// The same events, and more, with their labels, for Prometheus.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 /// One counter, alone on its cache line.

@@ -28,6 +28,7 @@ use crate::shutdown::{Fatal, Shutdown};
 use crate::sink::{OnRefused, Origin, Record, Refused, Sink, cut_error_text};
 use crate::source::{Lane, LaneTaker};
 use crate::stats::Stats;
+use crate::telemetry::DecisionKind;
 
 /// Messages a worker takes from one lane before looking at the next.
 const BURST: usize = 64;
@@ -178,6 +179,9 @@ impl HandlerSet {
         let mut attempt = 0;
         loop {
             let report = live.handle(msg);
+            self.stats
+                .metrics
+                .handle_seconds(&spec.name, report.elapsed);
             emit_logs(spec, version, Some(msg), &report.logs);
             let failure = match report.outcome {
                 Ok(actions) => match carry_out(
@@ -192,7 +196,7 @@ impl HandlerSet {
                     ack,
                 ) {
                     Ok(()) => {
-                        count_decision(&self.stats, &actions);
+                        count_decision(&self.stats, &spec.name, version, &actions);
                         self.streaks[index] = 0;
                         return Ok(());
                     }
@@ -205,6 +209,7 @@ impl HandlerSet {
                 text: cut_error_text(failure.text),
             };
             self.stats.failed.bump();
+            self.stats.metrics.failure(&spec.name, failure.kind);
             let streak = &mut self.streaks[index];
             *streak += 1;
             if streak.is_power_of_two() && *streak >= 8 {
@@ -214,6 +219,7 @@ impl HandlerSet {
             match spec.on_error {
                 OnError::Retry if attempt < spec.retries && !self.shutdown.stopping() => {
                     attempt += 1;
+                    self.stats.metrics.retry(&spec.name);
                     let backoff = Duration::from_millis(100 << attempt.min(6));
                     tracing::warn!(handler = %spec.name, version, message = %at, attempt, error = %failure, "handler failed; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
@@ -234,6 +240,7 @@ impl HandlerSet {
                     tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, sink = %spec.dead_letter, "handler failed; writing a dead letter");
                     dead_letter(spec, origin, &failure, &self.sinks, ack)?;
                     self.stats.dead_lettered.bump();
+                    self.stats.metrics.dead_letter(&spec.name);
                     return Ok(());
                 }
             }
@@ -241,15 +248,24 @@ impl HandlerSet {
     }
 }
 
-fn count_decision(stats: &Stats, actions: &[Action]) {
+fn count_decision(stats: &Stats, handler: &str, version: &str, actions: &[Action]) {
     if actions.is_empty() {
         stats.dropped.bump();
+        stats
+            .metrics
+            .decision(handler, version, DecisionKind::Dropped);
     }
     if actions.iter().any(|a| matches!(a, Action::Save(_))) {
         stats.saved.bump();
+        stats
+            .metrics
+            .decision(handler, version, DecisionKind::Saved);
     }
     if actions.iter().any(|a| matches!(a, Action::Forward(_))) {
         stats.forwarded.bump();
+        stats
+            .metrics
+            .decision(handler, version, DecisionKind::Forwarded);
     }
 }
 
@@ -398,6 +414,7 @@ impl Later<'_> {
             let failure = sink_failure(cut_error_text(refused.to_string()));
             let at = origin.at();
             stats.failed.bump();
+            stats.metrics.failure(&spec.name, failure.kind);
             match spec.on_error {
                 OnError::Skip => {
                     tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, "handler output refused; skipping the message (on_error = skip)");
@@ -411,7 +428,10 @@ impl Later<'_> {
                 OnError::DeadLetter | OnError::Retry => {
                     tracing::warn!(handler = %spec.name, version, message = %at, error = %failure, sink = %spec.dead_letter, "handler output refused; writing a dead letter");
                     match dead_letter(spec, origin, &failure, &sinks, &ack) {
-                        Ok(()) => stats.dead_lettered.bump(),
+                        Ok(()) => {
+                            stats.dead_lettered.bump();
+                            stats.metrics.dead_letter(&spec.name);
+                        }
                         Err(fatal) => ack.fail(fatal),
                     }
                 }
@@ -770,8 +790,13 @@ fn take(
         return Next::Drop;
     };
     stats.messages.bump();
+    let topic = owned.lane.track.topic();
+    stats
+        .metrics
+        .message_consumed(topic, owned.lane.track.partition());
     if owned.route.is_empty() {
         stats.unrouted.bump();
+        stats.metrics.message_unrouted(topic);
         drop(ack);
     } else {
         fill(msg, owned.lane.track.topic(), message, payload);

@@ -5,6 +5,7 @@ mod demo;
 pub mod new;
 mod run;
 mod test;
+pub mod topics;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&args),
         Command::Reload(args) => reload(&args),
         Command::New(args) => new::run(&args),
+        Command::Topics(args) => topics::run(&args),
     }
 }
 

@@ -15,9 +15,14 @@ use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shutdown::Shutdown;
 use crate::source::{Bounds, SourceOptions};
 use crate::stats::Stats;
+use crate::telemetry::{Metrics, MetricsServer};
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let plan = Config::load(&args.config)?;
+    let mut plan = Config::load(&args.config)?;
+    if let Some(listen) = &args.metrics_listen {
+        crate::config::check_listen(listen).context("--metrics-listen")?;
+        plan.metrics_listen = Some(listen.clone());
+    }
     let bounds = Bounds {
         since: args
             .since
@@ -56,7 +61,20 @@ pub fn run_plan(
     signals: Signals,
 ) -> anyhow::Result<ExitCode> {
     let shutdown = signals.shutdown.clone();
-    let stats = Arc::new(Stats::default());
+    let metrics = Metrics::new();
+    // Up before the handlers load, so /healthz answers and /readyz says
+    // why the host is not ready yet.
+    let _server = match (&plan.metrics_listen, dry_run) {
+        (Some(listen), false) => Some(
+            MetricsServer::start(listen, metrics.clone())
+                .context("[metrics] listen (or --metrics-listen)")?,
+        ),
+        _ => None,
+    };
+    let stats = Arc::new(Stats {
+        metrics: metrics.clone(),
+        ..Stats::default()
+    });
     let runtime = Arc::new(Runtime::new(&RuntimeOptions {
         fuel: plan.handlers.iter().any(|h| h.config.limits.fuel.is_some()),
         pooling: false,
@@ -76,6 +94,7 @@ pub fn run_plan(
             load_ms = format!("{:.1}", code.info().load_time.as_secs_f64() * 1e3),
             "handler loaded"
         );
+        metrics.running_version(&config.name, code.version());
         handlers.push(HandlerSpec {
             name: config.name.clone(),
             current: ArcSwap::from_pointee(Deployed {
@@ -92,6 +111,8 @@ pub fn run_plan(
     }
     let handlers = Arc::new(handlers);
     let pipeline = Pipeline::build(&plan, handlers.clone(), shutdown, stats)?;
+    // Every worker has run every handler's init.
+    metrics.readiness().handlers_loaded();
     if dry_run {
         let sinks = pipeline.sink_count();
         pipeline.close();
@@ -110,16 +131,22 @@ pub fn run_plan(
         None
     } else {
         Some(
-            Arc::new(Reloader::new(
-                runtime.clone(),
-                handlers.clone(),
-                plan.clone(),
-            ))
+            Arc::new(
+                Reloader::new(runtime.clone(), handlers.clone(), plan.clone())
+                    .with_metrics(metrics.clone()),
+            )
             .watch()?,
         )
     };
+    let mut kafka = plan.kafka.clone();
+    if plan.metrics_listen.is_some() {
+        // Broker round trips and librdkafka's own lag, for the metrics.
+        kafka
+            .entry("statistics.interval.ms".to_owned())
+            .or_insert_with(|| "10000".to_owned());
+    }
     let options = SourceOptions {
-        kafka: plan.kafka.clone(),
+        kafka,
         group_id: plan.group_id.clone(),
         start: plan.start,
         reset,

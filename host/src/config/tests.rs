@@ -149,6 +149,7 @@ fn fields_of(section: &str) -> Vec<String> {
         "handler" => "[source]\ntopics = []\n[[handler]]\nzzz = 1\n".to_owned(),
         "limits" => "[source]\ntopics = []\n[[handler]]\nname = \"h\"\ncomponent = \"c\"\ntopics = []\n[handler.limits]\nzzz = 1\n".to_owned(),
         "runtime" => "[source]\ntopics = []\n[runtime]\nzzz = 1\n".to_owned(),
+        "metrics" => "[source]\ntopics = []\n[metrics]\nzzz = 1\n".to_owned(),
         _ => unreachable!(),
     };
     let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
@@ -168,9 +169,9 @@ fn fields_of(section: &str) -> Vec<String> {
 fn readme_documents_every_config_key() {
     let readme = include_str!("../../../README.md");
     let mut missing = Vec::new();
-    for section in ["source", "handler", "limits", "runtime"] {
+    for section in ["source", "handler", "limits", "runtime", "metrics"] {
         let fields = fields_of(section);
-        assert!(fields.len() >= 2, "{section}: {fields:?}");
+        assert!(!fields.is_empty(), "{section}: {fields:?}");
         for field in fields {
             if !readme.contains(&format!("`{field}`"))
                 && !readme.contains(&format!(".{field}`"))
@@ -184,4 +185,111 @@ fn readme_documents_every_config_key() {
         missing.is_empty(),
         "README's configuration reference lacks {missing:?}"
     );
+}
+
+const WITH_GROUP: &str = r#"
+[source]
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["a"]
+group_id = "archive"
+
+[[handler]]
+name = "h"
+component = "h.wasm"
+topics = ["a"]
+"#;
+
+#[test]
+fn static_membership_is_derived_from_host_and_config_by_default() {
+    let plan = load(WITH_GROUP, &[]).unwrap();
+    let id = plan.kafka["group.instance.id"].clone();
+    let host = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap();
+    assert_eq!(host_name(), host);
+    assert!(
+        id.starts_with("alerthost-") && id.contains(host.split('.').next().unwrap()),
+        "{id} names the host {host}"
+    );
+    assert_eq!(plan.instance_id.as_deref(), Some(id.as_str()));
+    // The same config file and group give the same member after a restart;
+    // another config file or group on the same host gives another.
+    let path = Path::new("/etc/alerthost/alerthost.toml");
+    let same = derived_instance_id("gcn-1", path, "archive");
+    assert_eq!(same, derived_instance_id("gcn-1", path, "archive"));
+    assert!(same.starts_with("alerthost-gcn-1-"), "{same}");
+    assert_ne!(
+        same,
+        derived_instance_id("gcn-1", Path::new("/etc/alerthost/b.toml"), "archive")
+    );
+    assert_ne!(same, derived_instance_id("gcn-1", path, "other"));
+    assert_ne!(same, derived_instance_id("gcn-2", path, "archive"));
+    // Whatever the host name holds, the id is one Kafka accepts.
+    let odd = derived_instance_id("host name/ü", path, "archive");
+    assert!(
+        odd.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        "{odd}"
+    );
+}
+
+#[test]
+fn instance_id_is_overridable_or_off_and_needs_a_group() {
+    let with = |line: &str| WITH_GROUP.replace("group_id = \"archive\"", line);
+    let plan = load(
+        &with("group_id = \"archive\"\ninstance_id = \"gcn-archive-1\""),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(plan.kafka["group.instance.id"], "gcn-archive-1");
+    let plan = load(&with("group_id = \"archive\"\ninstance_id = \"\""), &[]).unwrap();
+    assert!(!plan.kafka.contains_key("group.instance.id"));
+    assert_eq!(plan.instance_id, None);
+    // The environment wins, as every KAFKA_* override does.
+    let plan = load(WITH_GROUP, &[("KAFKA_GROUP_INSTANCE_ID", "from-env")]).unwrap();
+    assert_eq!(plan.kafka["group.instance.id"], "from-env");
+    // No group, no static membership.
+    let plan = load(MINIMAL, &[]).unwrap();
+    assert!(!plan.kafka.contains_key("group.instance.id"));
+
+    let cases = [
+        (with("instance_id = \"x\""), "needs a `group_id`"),
+        (
+            with("group_id = \"archive\"\ninstance_id = \"a b\""),
+            "\"a b\" is not a valid group.instance.id",
+        ),
+        (
+            with("group_id = \"archive\"\nlibrdkafka = { \"group.instance.id\" = \"x\" }"),
+            "`instance_id`",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = format!("{:#}", load(&text, &[]).unwrap_err());
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
+}
+
+#[test]
+fn metrics_listen_is_checked_when_loaded() {
+    let plan = load(MINIMAL, &[]).unwrap();
+    assert_eq!(plan.metrics_listen, None);
+    let text = format!("{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+    let plan = load(&text, &[]).unwrap();
+    assert_eq!(plan.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+    for bad in [
+        "9464",
+        "localhost",
+        "127.0.0.1:http",
+        ":9464",
+        "127.0.0.1:70000",
+    ] {
+        let text = format!("{MINIMAL}\n[metrics]\nlisten = \"{bad}\"\n");
+        let err = format!("{:#}", load(&text, &[]).unwrap_err());
+        assert!(
+            err.contains("[metrics] listen") && err.contains(bad),
+            "want the key and {bad:?} in: {err}"
+        );
+    }
 }

@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -85,6 +86,8 @@ struct Staged {
     dirs: Vec<PathBuf>,
     ack: Option<Ack>,
     at: String,
+    /// When the save was handed over, for the sink's latency.
+    since: Instant,
 }
 
 /// Why a save could not be staged.
@@ -439,6 +442,7 @@ impl Inner {
                 dirs,
                 ack: None,
                 at,
+                since: Instant::now(),
             }),
             Err(error) => {
                 self.unstage(path);
@@ -602,7 +606,13 @@ fn syncer(inner: &Inner, rx: &Receiver<Staged>) {
 
 /// A save after its rename: its token, where it is from, the directories
 /// to fsync, and whether the fsync and rename worked.
-type Renamed = (Option<Ack>, String, Vec<PathBuf>, Result<(), String>);
+type Renamed = (
+    Option<Ack>,
+    String,
+    Vec<PathBuf>,
+    Result<(), String>,
+    Instant,
+);
 
 /// Make a batch durable: fsync the files, rename them in order, fsync each
 /// directory once, then drop the tokens (or fail those that could not be
@@ -656,6 +666,7 @@ fn sync_batch(inner: &Inner, batch: Vec<Staged>) {
             dirs,
             ack,
             at,
+            since,
         } = staged;
         let result = synced
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -665,13 +676,13 @@ fn sync_batch(inner: &Inner, batch: Vec<Staged>) {
                     .map_err(|e| format!("cannot move {} into place: {}", path.display(), e.error))
             });
         inner.unstage(&path);
-        done.push((ack, at, dirs, result));
+        done.push((ack, at, dirs, result, since));
     }
     let mut dir_results: HashMap<PathBuf, Result<(), String>> = HashMap::new();
     let dirs: Vec<&PathBuf> = done
         .iter()
-        .filter(|(_, _, _, result)| result.is_ok())
-        .flat_map(|(_, _, dirs, _)| dirs)
+        .filter(|(_, _, _, result, _)| result.is_ok())
+        .flat_map(|(_, _, dirs, _, _)| dirs)
         .collect();
     let whole_fs = whole_fs && !dirs.is_empty();
     let fs_synced = whole_fs.then(|| {
@@ -691,11 +702,15 @@ fn sync_batch(inner: &Inner, batch: Vec<Staged>) {
         }
     }
     let mut durable = Vec::new();
-    for (ack, at, dirs, result) in done {
+    for (ack, at, dirs, result, since) in done {
         let result = result.and_then(|()| {
             dirs.iter()
                 .try_for_each(|d| dir_results.get(d).cloned().unwrap_or(Ok(())))
         });
+        inner
+            .stats
+            .metrics
+            .sink_write(&inner.name, since.elapsed(), result.is_ok());
         match (result, ack) {
             (Ok(()), ack) => {
                 inner.stats.files.bump();

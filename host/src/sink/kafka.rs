@@ -20,6 +20,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::{OnRefused, Record, Refused};
 use crate::commit::Ack;
 use crate::shutdown::{Fatal, Shutdown};
+use crate::telemetry::Metrics;
 
 /// How long a record may wait for room in a full producer queue once the
 /// host is stopping; it is then left uncommitted.
@@ -29,6 +30,8 @@ const QUEUE_FULL_WAIT_STOPPING: Duration = Duration::from_secs(2);
 pub struct Delivery {
     ack: Ack,
     on_refused: Option<OnRefused>,
+    /// When the record was handed over, for the sink's latency.
+    since: Instant,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -58,6 +61,7 @@ fn refused_for_content(error: &KafkaError) -> bool {
 #[derive(Debug)]
 pub struct DeliveryContext {
     sink: Arc<str>,
+    metrics: Metrics,
 }
 
 impl ClientContext for DeliveryContext {
@@ -70,7 +74,13 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Delivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
-        let Delivery { ack, on_refused } = *delivery;
+        let Delivery {
+            ack,
+            on_refused,
+            since,
+        } = *delivery;
+        self.metrics
+            .sink_write(&self.sink, since.elapsed(), result.is_ok());
         match (result, on_refused) {
             (Ok(_), _) => drop(ack),
             (Err((error, _)), Some(on_refused)) if refused_for_content(error) => on_refused(
@@ -134,6 +144,7 @@ impl KafkaSink {
         properties: &BTreeMap<String, String>,
         queue_kib: u64,
         shutdown: Arc<Shutdown>,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
         config.set("queue.buffering.max.kbytes", queue_kib.max(1).to_string());
@@ -148,6 +159,7 @@ impl KafkaSink {
         let producer = config
             .create_with_context(DeliveryContext {
                 sink: Arc::clone(&name),
+                metrics,
             })
             .with_context(|| format!("cannot create the producer of sink `{name}`"))?;
         Ok(KafkaSink {
@@ -194,10 +206,16 @@ impl KafkaSink {
                 value: *value,
             });
         }
-        let mut base =
-            BaseRecord::with_opaque_to(&self.topic, Box::new(Delivery { ack, on_refused }))
-                .payload(value)
-                .headers(kafka_headers);
+        let mut base = BaseRecord::with_opaque_to(
+            &self.topic,
+            Box::new(Delivery {
+                ack,
+                on_refused,
+                since: Instant::now(),
+            }),
+        )
+        .payload(value)
+        .headers(kafka_headers);
         if let Some(key) = key {
             base = base.key(key);
         }
