@@ -354,8 +354,10 @@ fn slow_init_after_a_trap_does_not_stretch_the_next_message() {
 #[test]
 fn huge_error_texts_are_cut_for_every_consumer() {
     let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    // Time enough to build tens of MiB of text: sizes are tested here.
     let limits = Limits {
         memory_mib: 512,
+        timeout_ms: 20_000,
         ..Limits::default()
     };
     let mut handler = start(&runtime, "bloat", &limits);
@@ -386,6 +388,7 @@ fn oversized_values_are_refused_while_lifted() {
     let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
     let limits = Limits {
         memory_mib: 1024,
+        timeout_ms: 20_000,
         ..Limits::default()
     };
     let mut handler = start(&runtime, "bloat", &limits);

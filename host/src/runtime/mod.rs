@@ -359,7 +359,10 @@ fn component_imports(bytes: &[u8]) -> anyhow::Result<Vec<String>> {
                     let import = import.map_err(|e| {
                         anyhow::anyhow!("it is truncated or not a valid component: {e}")
                     })?;
-                    names.push(import.name.name.to_owned());
+                    // Type imports (a world's `use`) give the guest nothing.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        names.push(import.name.name.to_owned());
+                    }
                 }
             }
             _ => {}
