@@ -34,7 +34,7 @@ fn samples() -> Vec<Vec<u8>> {
 
 /// Use every helper on `bytes` the way a handler would.
 fn exercise(bytes: &[u8]) {
-    let format = payload::detect(bytes);
+    let _ = payload::detect(bytes);
     if let Ok(event) = VoEvent::parse(bytes) {
         let _ = event.param("Packet_Type");
         let _ = event.group_param("Trigger", "Test");
