@@ -219,6 +219,7 @@ params = {{ ra = "0", dec = "0", radius = "180" }}
     witness
         .join()
         .map_err(|_| anyhow::anyhow!("the witness consumer panicked"))??;
+    kafka.delete_topics(&[&input, &output])?;
     support::print_table(
         &[
             "rate",

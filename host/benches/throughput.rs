@@ -114,6 +114,7 @@ fn main() -> anyhow::Result<()> {
                 format!("{:.2}", host_rate / plain_rate),
             ]);
         }
+        kafka.delete_topics(&[&topic])?;
         rows.push(vec![
             format!("{} KiB, median of {rounds}", size / 1024),
             total.to_string(),
