@@ -392,7 +392,9 @@ impl Drop for Host {
 // ---------------------------------------------------------------------------
 // What a file sink saved
 
-/// A file saved under the default name `<topic>/partition=<p>/<topic>+<p>+<offset>.bin`.
+/// A file saved under the default name
+/// `<handler>/<topic>/partition=<p>/<topic>+<p>+<offset>.bin` (each handler
+/// saves under a directory of its own in the sink).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SavedKey {
     /// Topic.
@@ -424,7 +426,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The files of `dir` that carry a default save name, by what they hold;
+/// The files of `dir` that carry a default save name (at any depth, so
+/// under every handler's directory), by what they hold;
 /// panics on any other file (a stray name is a finding, not noise), except
 /// the file sink's temporary files, which [`temp_files`] reports.
 pub fn saved_files(dir: &Path) -> BTreeMap<SavedKey, PathBuf> {

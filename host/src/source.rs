@@ -815,6 +815,17 @@ impl Source {
         self.consumer
             .assign(&assignment)
             .context("cannot assign the partitions of the time range")?;
+        {
+            // Kept like a group's assignment, so the end of the run waits
+            // for every action to be durable.
+            let mut tracks = lock(&context.tracks);
+            for lane in &lanes {
+                tracks.insert(
+                    (Arc::clone(lane.track.topic()), lane.track.partition()),
+                    Arc::clone(&lane.track),
+                );
+            }
+        }
         for lane in lanes {
             (context.take)(lane);
         }

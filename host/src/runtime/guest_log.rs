@@ -91,7 +91,7 @@ impl GuestLog {
         self.lines.push(LogLine {
             level,
             source,
-            text: cut(text, self.max_line_bytes),
+            text: clean(text, self.max_line_bytes),
         });
     }
 
@@ -102,6 +102,8 @@ impl GuestLog {
             (self.stderr.clone(), Level::Warn, LogSource::Stderr),
         ] {
             let (bytes, overflow) = output.take();
+            // Lines end at `\n` (a `\r` before it goes too); any other
+            // control character left in a line is escaped by `push`.
             for line in String::from_utf8_lossy(&bytes).lines() {
                 if line.trim().is_empty() {
                     continue;
@@ -117,16 +119,44 @@ impl GuestLog {
     }
 }
 
-/// Cut `text` to at most `max` bytes on a character boundary.
-fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
+/// Guest text made fit for one host log line: control characters (line
+/// feeds, carriage returns, terminal escape sequences, C1 controls) and the
+/// Unicode line, paragraph and bidirectional-override characters become
+/// visible escapes (`\n`, `\r`, `\t`, `\u{1b}`), so a guest can neither
+/// start a log line of its own nor restyle one; then cut to at most `max`
+/// bytes on a character boundary, marked with `…`.
+pub(crate) fn clean(text: &str, max: usize) -> String {
+    if text.len() <= max && !text.chars().any(needs_escape) {
         return text.to_owned();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let mut out = String::with_capacity(text.len().min(max) + '…'.len_utf8());
+    for c in text.chars() {
+        let start = out.len();
+        if needs_escape(c) {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                _ => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            }
+        } else {
+            out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(start);
+            out.push('…');
+            break;
+        }
     }
-    format!("{}…", &text[..end])
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[derive(Debug, Default)]
@@ -270,5 +300,34 @@ mod tests {
             ]
         );
         assert_eq!(dropped, 1);
+    }
+
+    #[test]
+    fn guest_text_cannot_forge_host_log_lines() {
+        let forged = "ok\n2026-12-04T00:00:00Z  INFO alerthost: handler swapped\r\x1b[2K\u{2028}x";
+        let text = clean(forged, 1024);
+        assert!(
+            !text.chars().any(|c| c.is_control() || c == '\u{2028}'),
+            "{text:?}"
+        );
+        assert_eq!(
+            text,
+            "ok\\n2026-12-04T00:00:00Z  INFO alerthost: handler swapped\\r\\u{1b}[2K\\u{2028}x"
+        );
+        let mut log = GuestLog::new(4, 1024);
+        log.push(Level::Info, LogSource::Log, forged);
+        let mut out = log.stdout();
+        out.write(Bytes::from_static(b"a\x1b[31mred\rb\n")).unwrap();
+        let (lines, _) = log.take();
+        for line in &lines {
+            assert!(!line.text.chars().any(char::is_control), "{:?}", line.text);
+        }
+    }
+
+    #[test]
+    fn escapes_count_against_the_line_cap() {
+        let text = clean(&"\n".repeat(1000), 10);
+        assert!(text.len() <= 10 + '…'.len_utf8(), "{text:?}");
+        assert!(text.ends_with('…'));
     }
 }

@@ -2,28 +2,51 @@
 //! its instance after a trap.
 
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::guest_log::{GuestLog, LogLine, LogSource};
+use super::clock::{CallClock, ClockView};
+use super::guest_log::{GuestLog, LogLine, LogSource, clean};
 use super::limits::Limiter;
 use super::{EPOCH_TICK, HandlerCode};
 use crate::bindings::{self, Action, HandlerError, Level, Message};
 
 /// Time `init` may take: runtimes such as CPython or a JS engine start up in
-/// `init`, which takes far longer than a message.
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `init`, which takes far longer than a message. Waits in host calls
+/// (`sleep`, `poll`) count against it like guest code.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest failure text (handler error, init error, trap) the runtime hands
+/// on, in bytes: every consumer (log lines, dead-letter records and headers,
+/// reports) gets at most this much, with control characters escaped.
+pub const MAX_FAILURE_TEXT_BYTES: usize = 2048;
+
+/// Headers one forward may carry; each also counts against
+/// `limits.max_action_kib` with its name and value.
+pub const MAX_FORWARD_HEADERS: usize = 256;
 
 /// The store data of one instance: WASI with nothing granted, the limiter,
-/// and what the guest logged.
+/// the deadline of the running call, and what the guest logged.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    clock: CallClock,
     log: GuestLog,
+}
+
+impl HostState {
+    /// The clock interface's view of the store.
+    pub(crate) fn clock(&mut self) -> ClockView<'_> {
+        ClockView {
+            clock: &mut self.clock,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -98,19 +121,13 @@ pub struct HandlerFailure {
 }
 
 impl HandlerFailure {
-    fn new(kind: FailureKind, text: impl Into<String>) -> Self {
+    /// A failure whose text is cut to [`MAX_FAILURE_TEXT_BYTES`] with its
+    /// control characters escaped: the text may come from the guest.
+    fn new(kind: FailureKind, text: impl AsRef<str>) -> Self {
         HandlerFailure {
             kind,
-            text: text.into(),
+            text: clean(text.as_ref(), MAX_FAILURE_TEXT_BYTES),
         }
-    }
-
-    /// Whether the instance that failed must be thrown away.
-    fn poisons_instance(&self) -> bool {
-        matches!(
-            self.kind,
-            FailureKind::Timeout | FailureKind::Memory | FailureKind::Fuel | FailureKind::Trap
-        )
     }
 }
 
@@ -134,6 +151,10 @@ pub struct HandlerInstance {
     store: Store<HostState>,
     handler: bindings::Handler,
     code: Arc<HandlerCode>,
+    /// A call failed inside wasmtime (a trap, the time or memory limit, or
+    /// too much data to lift): the instance may be mid-call and is not used
+    /// again.
+    poisoned: bool,
 }
 
 impl std::fmt::Debug for HandlerInstance {
@@ -151,6 +172,18 @@ impl HandlerInstance {
         code: &Arc<HandlerCode>,
         params: &[(String, String)],
     ) -> Result<(Self, Vec<LogLine>), HandlerFailure> {
+        match Self::prepare(code, params) {
+            (Ok(instance), logs) => Ok((instance, logs)),
+            (Err(failure), _) => Err(failure),
+        }
+    }
+
+    /// A fresh instance with `init` run, and the lines `init` logged whether
+    /// it succeeded or not.
+    fn prepare(
+        code: &Arc<HandlerCode>,
+        params: &[(String, String)],
+    ) -> (Result<Self, HandlerFailure>, Vec<LogLine>) {
         let limits = code.limits();
         let log = GuestLog::new(limits.max_log_lines, limits.max_log_line_bytes);
         // Deny by default: no preopened directory, no environment, no
@@ -167,67 +200,90 @@ impl HandlerInstance {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter::new(limits.memory_bytes()),
+            clock: CallClock::new(),
             log,
         };
         let mut store = Store::new(code.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(limits.hostcall_bytes());
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
-        if code.fuel {
-            store
-                .set_fuel(u64::MAX)
-                .map_err(|e| HandlerFailure::new(FailureKind::Init, format!("{e}")))?;
+        store
+            .data_mut()
+            .clock
+            .start_call(Instant::now() + INIT_TIMEOUT);
+        if code.fuel
+            && let Err(e) = store.set_fuel(u64::MAX)
+        {
+            return (
+                Err(HandlerFailure::new(FailureKind::Init, format!("{e}"))),
+                Vec::new(),
+            );
         }
-        let handler = code.pre.instantiate(&mut store).map_err(|e| {
-            let failure = classify_trap(&e, &store.data().limiter, INIT_TIMEOUT, None);
-            HandlerFailure::new(
-                FailureKind::Init,
-                format!("cannot instantiate: {}", failure.text),
-            )
-        })?;
+        let handler = match code.pre.instantiate(&mut store) {
+            Ok(handler) => handler,
+            Err(e) => {
+                let failure = classify(&e, store.data(), INIT_TIMEOUT, None, None);
+                let (logs, _) = store.data_mut().log.take();
+                return (
+                    Err(HandlerFailure::new(
+                        FailureKind::Init,
+                        format!("cannot instantiate: {}", failure.text),
+                    )),
+                    logs,
+                );
+            }
+        };
         let result = handler.call_init(&mut store, params);
         let (logs, _) = store.data_mut().log.take();
-        match result {
-            Ok(Ok(())) => Ok((
-                HandlerInstance {
-                    store,
-                    handler,
-                    code: code.clone(),
-                },
-                logs,
+        let outcome = match result {
+            Ok(Ok(())) if store.data().clock.was_cut_short() => Err(HandlerFailure::new(
+                FailureKind::Init,
+                format!("init failed: {}", timeout_failure(INIT_TIMEOUT)),
             )),
+            Ok(Ok(())) => Ok(HandlerInstance {
+                store,
+                handler,
+                code: code.clone(),
+                poisoned: false,
+            }),
             Ok(Err(text)) => Err(HandlerFailure::new(
                 FailureKind::Init,
                 format!("init refused the parameters: {text}"),
             )),
             Err(e) => {
-                let failure = classify_trap(&e, &store.data().limiter, INIT_TIMEOUT, None);
+                let failure = classify(&e, store.data(), INIT_TIMEOUT, None, None);
                 Err(HandlerFailure::new(
                     FailureKind::Init,
                     format!("init failed: {failure}"),
                 ))
             }
-        }
+        };
+        (outcome, logs)
     }
 
     /// Run `handle` on one message under the version's limits.
     pub fn handle(&mut self, msg: &Message) -> CallReport {
+        let timeout = self.code.limits().timeout();
+        self.handle_within(msg, timeout)
+    }
+
+    /// Run `handle` with `budget` of the message's time limit left.
+    fn handle_within(&mut self, msg: &Message, budget: Duration) -> CallReport {
         let code = Arc::clone(&self.code);
         let limits = code.limits();
-        self.store.set_epoch_deadline(ticks(limits.timeout()));
+        self.store.set_epoch_deadline(ticks(budget));
         if let Some(fuel) = limits.fuel
             && let Err(e) = self.store.set_fuel(fuel)
         {
-            return CallReport {
-                outcome: Err(HandlerFailure::new(FailureKind::Trap, format!("{e}"))),
-                logs: Vec::new(),
-                logs_dropped: 0,
-                elapsed: Duration::ZERO,
-                fuel_used: None,
-            };
+            return CallReport::failed(HandlerFailure::new(FailureKind::Trap, format!("{e}")));
         }
-        self.store.data_mut().limiter.memory_refused = None;
-
         let started = Instant::now();
+        let state = self.store.data_mut();
+        state.limiter.memory_refused = None;
+        // A wait in a host call ends one tick after the epoch deadline, so
+        // guest code running on after it is stopped by the epoch too.
+        state.clock.start_call(started + budget + EPOCH_TICK);
+
         let result = self.handler.call_handle(&mut self.store, msg);
         let elapsed = started.elapsed();
 
@@ -237,16 +293,22 @@ impl HandlerInstance {
         let (logs, logs_dropped) = self.store.data_mut().log.take();
         let outcome = match result {
             Err(e) => {
-                let mut failure = classify_trap(
+                self.poisoned = true;
+                let mut failure = classify(
                     &e,
-                    &self.store.data().limiter,
+                    self.store.data(),
                     limits.timeout(),
                     limits.fuel,
+                    Some(limits),
                 );
                 if let Some(panic) = panic_message(&logs) {
-                    failure.text = format!("{} ({panic})", failure.text);
+                    failure =
+                        HandlerFailure::new(failure.kind, format!("{} ({panic})", failure.text));
                 }
                 Err(failure)
+            }
+            Ok(_) if self.store.data().clock.was_cut_short() => {
+                Err(timeout_failure(limits.timeout()))
             }
             Ok(Err(error)) => Err(from_handler_error(error)),
             Ok(Ok(actions)) => check_actions(actions, limits),
@@ -261,15 +323,33 @@ impl HandlerInstance {
     }
 }
 
+impl CallReport {
+    fn failed(failure: HandlerFailure) -> Self {
+        CallReport {
+            outcome: Err(failure),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            elapsed: Duration::ZERO,
+            fuel_used: None,
+        }
+    }
+}
+
 /// A handler version with parameters and its current instance. A trap,
-/// timeout or limit breach throws the instance away; the next message gets
-/// a fresh one.
+/// timeout or limit breach throws the instance away and a replacement is
+/// prepared at once on a thread of its own, off the message path: the next
+/// message waits for it at most its own time limit, so a slow `init` cannot
+/// stretch a message's time.
 #[derive(Debug)]
 pub struct LiveHandler {
     code: Arc<HandlerCode>,
     params: Vec<(String, String)>,
     instance: Option<HandlerInstance>,
+    replacement: Option<Receiver<Prepared>>,
 }
+
+/// A replacement instance, or why there is none, with the logs of its `init`.
+type Prepared = (Result<HandlerInstance, HandlerFailure>, Vec<LogLine>);
 
 impl LiveHandler {
     /// Instantiate `code` and run `init` now, so a bad version or bad
@@ -284,6 +364,7 @@ impl LiveHandler {
                 code,
                 params,
                 instance: Some(instance),
+                replacement: None,
             },
             logs,
         ))
@@ -295,31 +376,89 @@ impl LiveHandler {
     }
 
     /// Handle one message, replacing the instance first if the last call
-    /// poisoned it.
+    /// poisoned it. The logs of a replacement's `init` come first in the
+    /// report. The whole call, waiting for a replacement included, stays
+    /// within the message's time limit.
     pub fn handle(&mut self, msg: &Message) -> CallReport {
-        let instance = match &mut self.instance {
-            Some(instance) => instance,
-            slot @ None => match HandlerInstance::new(&self.code, &self.params) {
-                Ok((instance, _)) => slot.insert(instance),
-                Err(failure) => {
-                    return CallReport {
-                        outcome: Err(failure),
-                        logs: Vec::new(),
-                        logs_dropped: 0,
-                        elapsed: Duration::ZERO,
-                        fuel_used: None,
-                    };
+        let timeout = self.code.limits().timeout();
+        let started = Instant::now();
+        let mut init_logs = Vec::new();
+        if self.instance.is_none() {
+            let replacement = self.replacement.get_or_insert_with(|| {
+                prepare_in_background(self.code.clone(), self.params.clone())
+            });
+            match replacement.recv_timeout(timeout) {
+                Ok((prepared, logs)) => {
+                    self.replacement = None;
+                    init_logs = logs;
+                    match prepared {
+                        Ok(instance) => self.instance = Some(instance),
+                        Err(failure) => {
+                            let mut report = CallReport::failed(failure);
+                            report.logs = init_logs;
+                            report.elapsed = started.elapsed();
+                            return report;
+                        }
+                    }
                 }
-            },
+                Err(RecvTimeoutError::Timeout) => {
+                    let mut report = CallReport::failed(HandlerFailure::new(
+                        FailureKind::Init,
+                        format!(
+                            "no instance ready within the time limit of {} ms: a fresh one is \
+                             still running init after the last failure",
+                            timeout.as_millis()
+                        ),
+                    ));
+                    report.elapsed = started.elapsed();
+                    return report;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.replacement = None;
+                    return CallReport::failed(HandlerFailure::new(
+                        FailureKind::Init,
+                        "preparing a fresh instance failed unexpectedly",
+                    ));
+                }
+            }
+        }
+        let Some(instance) = &mut self.instance else {
+            unreachable!("an instance was installed above");
         };
-        let report = instance.handle(msg);
-        if let Err(failure) = &report.outcome
-            && failure.poisons_instance()
-        {
+        let budget = timeout.saturating_sub(started.elapsed());
+        let mut report = instance.handle_within(msg, budget);
+        if !init_logs.is_empty() {
+            init_logs.append(&mut report.logs);
+            report.logs = init_logs;
+        }
+        report.elapsed = started.elapsed();
+        if instance.poisoned {
             self.instance = None;
+            self.replacement = Some(prepare_in_background(
+                self.code.clone(),
+                self.params.clone(),
+            ));
         }
         report
     }
+}
+
+/// Start preparing a fresh instance on a thread of its own; its `init` is
+/// bounded by [`INIT_TIMEOUT`].
+fn prepare_in_background(
+    code: Arc<HandlerCode>,
+    params: Vec<(String, String)>,
+) -> Receiver<Prepared> {
+    let (tx, rx) = sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("alerthost-init".into())
+        .spawn(move || {
+            let _ = tx.send(HandlerInstance::prepare(&code, &params));
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start a thread to prepare a fresh handler instance");
+    }
+    rx
 }
 
 fn ticks(limit: Duration) -> u64 {
@@ -328,19 +467,22 @@ fn ticks(limit: Duration) -> u64 {
     limit.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1
 }
 
-fn classify_trap(
+fn timeout_failure(timeout: Duration) -> HandlerFailure {
+    HandlerFailure::new(
+        FailureKind::Timeout,
+        format!("ran over its time limit of {} ms", timeout.as_millis()),
+    )
+}
+
+fn classify(
     error: &wasmtime::Error,
-    limiter: &Limiter,
+    state: &HostState,
     timeout: Duration,
     fuel: Option<u64>,
+    limits: Option<&super::Limits>,
 ) -> HandlerFailure {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            return HandlerFailure::new(
-                FailureKind::Timeout,
-                format!("ran over its time limit of {} ms", timeout.as_millis()),
-            );
-        }
+        Some(Trap::Interrupt) => return timeout_failure(timeout),
         Some(Trap::OutOfFuel) => {
             return HandlerFailure::new(
                 FailureKind::Fuel,
@@ -349,14 +491,31 @@ fn classify_trap(
         }
         _ => {}
     }
+    if state.clock.was_cut_short() {
+        return timeout_failure(timeout);
+    }
+    let limiter = &state.limiter;
     if let Some(requested) = limiter.memory_refused {
         return HandlerFailure::new(
             FailureKind::Memory,
             format!(
-                "asked for {} MiB of memory, over its limit of {} MiB",
+                "asked for {} MiB of memory and tables in all, over its limit of {} MiB",
                 requested.div_ceil(1 << 20),
                 limiter.memory_bytes.div_ceil(1 << 20)
             ),
+        );
+    }
+    // wasmtime's error type for this is private; its text is stable.
+    if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        let limit = limits.map_or_else(String::new, |limits| {
+            format!(
+                " (limits.max_actions × limits.max_action_kib: {} MiB)",
+                limits.hostcall_bytes() >> 20
+            )
+        });
+        return HandlerFailure::new(
+            FailureKind::Limit,
+            format!("handed the host more data in one call than it accepts{limit}"),
         );
     }
     let text = match error.downcast_ref::<Trap>() {
@@ -387,12 +546,16 @@ fn from_handler_error(error: HandlerError) -> HandlerFailure {
     }
 }
 
-/// Bytes an action carries: what the host will write or send for it.
+/// Bytes an action carries: what the host will write or send for it, names
+/// included (save-name hint, sink name, header names).
 pub fn action_bytes(action: &Action) -> usize {
     match action {
-        Action::Save(save) => save.value.as_ref().map_or(0, Vec::len),
+        Action::Save(save) => {
+            save.name.as_ref().map_or(0, String::len) + save.value.as_ref().map_or(0, Vec::len)
+        }
         Action::Forward(fwd) => {
-            fwd.key.as_ref().map_or(0, Vec::len)
+            fwd.sink.len()
+                + fwd.key.as_ref().map_or(0, Vec::len)
                 + fwd.value.as_ref().map_or(0, Vec::len)
                 + fwd.headers.as_ref().map_or(0, |headers| {
                     headers
@@ -419,6 +582,18 @@ fn check_actions(
         ));
     }
     for (index, action) in actions.iter().enumerate() {
+        if let Action::Forward(fwd) = action
+            && let Some(headers) = &fwd.headers
+            && headers.len() > MAX_FORWARD_HEADERS
+        {
+            return Err(HandlerFailure::new(
+                FailureKind::Limit,
+                format!(
+                    "action {index} forwards {} headers, over the {MAX_FORWARD_HEADERS} a forward may carry",
+                    headers.len()
+                ),
+            ));
+        }
         let bytes = action_bytes(action);
         if bytes > limits.max_action_bytes() {
             return Err(HandlerFailure::new(

@@ -10,7 +10,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Linear memory per memory of an instance, in MiB (default 64).
+    /// Memory per instance, in MiB (default 64): every linear memory and
+    /// table of the component counts against it together (table elements at
+    /// 8 bytes each).
     pub memory_mib: u64,
     /// Wall time per message, in milliseconds (default 250). Enforced by epoch
     /// interruption with a 10 ms ticker, so a call is stopped within one tick
@@ -68,6 +70,19 @@ impl Limits {
         self.max_component_mib.saturating_mul(1 << 20)
     }
 
+    /// Bytes the host accepts from the guest in one call (wasmtime's
+    /// "hostcall fuel"), counted while values are lifted out of the guest:
+    /// everything `max_actions` actions of `max_action_kib` each can carry,
+    /// plus room for the per-element bookkeeping of lists and for an error
+    /// text. A call returning more is stopped with a `limit` failure before
+    /// the host allocates it.
+    pub fn hostcall_bytes(&self) -> usize {
+        const SLACK: usize = 1 << 20;
+        self.max_actions
+            .saturating_mul(self.max_action_bytes().saturating_add(SLACK))
+            .saturating_add(SLACK)
+    }
+
     /// Check the limits make sense; the error names the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         let positive = [
@@ -94,16 +109,26 @@ impl Limits {
     }
 }
 
-/// Table elements an instance may grow to: far above what real guests use
-/// (CPython's tables hold tens of thousands of entries), far below what would
-/// hurt the host.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Linear memories one instance may have, across all its core instances.
+/// Rust guests have one, Python and JavaScript components a handful; each
+/// reserves address space even when empty.
+pub const MAX_MEMORIES: usize = 16;
+/// Tables one instance may have, across all its core instances.
+pub const MAX_TABLES: usize = 64;
+/// Core instances one component may create.
+pub const MAX_CORE_INSTANCES: usize = 128;
+/// What one table element is counted as against the memory limit: a
+/// function reference is a pointer.
+const TABLE_ELEMENT_BYTES: usize = 8;
 
-/// Enforces the memory limit and remembers whether it refused a growth, so a
-/// trap that follows can be reported as a memory limit and not as a crash.
+/// Enforces the memory limit on the sum of all memories and tables of one
+/// store, and remembers whether it refused a growth, so a trap that follows
+/// can be reported as a memory limit and not as a crash.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     pub(crate) memory_bytes: usize,
+    /// Bytes in use: memories plus tables, as granted so far.
+    used: usize,
     pub(crate) memory_refused: Option<usize>,
 }
 
@@ -111,32 +136,55 @@ impl Limiter {
     pub(crate) fn new(memory_bytes: usize) -> Self {
         Limiter {
             memory_bytes,
+            used: 0,
             memory_refused: None,
         }
+    }
+
+    /// Grant `current -> desired` if the store stays within its limit.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let total = self.used.saturating_add(desired.saturating_sub(current));
+        if total > self.memory_bytes {
+            self.memory_refused = Some(total);
+            return false;
+        }
+        self.used = total;
+        true
     }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.memory_refused = Some(desired);
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -194,5 +242,25 @@ mod tests {
         assert_eq!(limiter.memory_refused, None);
         assert!(!limiter.memory_growing(1 << 20, 2 << 20, None).unwrap());
         assert_eq!(limiter.memory_refused, Some(2 << 20));
+    }
+
+    #[test]
+    fn limiter_counts_all_memories_and_tables_of_an_instance_together() {
+        use wasmtime::ResourceLimiter;
+        let mut limiter = Limiter::new(64 << 20);
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(
+            !limiter.memory_growing(0, 40 << 20, None).unwrap(),
+            "a second 40 MiB memory takes the instance over 64 MiB"
+        );
+        assert!(limiter.memory_growing(0, 20 << 20, None).unwrap());
+        assert!(
+            !limiter.table_growing(0, 1 << 20, None).unwrap(),
+            "a table of 1 Mi elements (8 MiB) no longer fits"
+        );
+        assert!(limiter.table_growing(0, 1000, None).unwrap());
+        assert!(limiter.memories() <= MAX_MEMORIES);
+        assert!(limiter.tables() <= MAX_TABLES);
+        assert!(limiter.instances() <= MAX_CORE_INSTANCES);
     }
 }

@@ -4,12 +4,30 @@
 //! One [`Runtime`] owns the wasmtime `Engine`, the `Linker` (the handler world's
 //! `log` import plus WASI with no files, network or environment), an epoch
 //! ticker thread for wall-time limits and the compiled-artifact cache.
+//!
+//! What bounds a hostile handler, and where:
+//! - time: an epoch deadline per call stops guest code; the guest's clock
+//!   ([`clock`]) ends every wait in a host call at the same deadline, in
+//!   `init` (10 s) as in `handle` (`limits.timeout_ms`);
+//! - memory: one limit for all memories and tables of an instance, and caps
+//!   on how many memories, tables and core instances it may have
+//!   ([`limits`]); multi-memory is on (the component model's adapters use
+//!   it), so the caps count every memory;
+//! - data handed to the host: wasmtime's hostcall fuel bounds what one call
+//!   may lift out of the guest, before the host allocates it; actions are
+//!   then checked against their own caps, and failure texts are cut to
+//!   [`MAX_FAILURE_TEXT_BYTES`] with control characters escaped;
+//! - loading: the file is read with a bound (only regular files), imports
+//!   are checked before anything is compiled, and cached native code is used
+//!   only from a private directory and after its MAC verifies ([`cache`]).
 
 mod cache;
+mod clock;
 mod guest_log;
 mod instance;
 mod limits;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +40,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use cache::ArtifactCache;
 pub use guest_log::{LogLine, LogSource, level_str};
 pub use instance::{
-    CallReport, FailureKind, HandlerFailure, HandlerInstance, LiveHandler, action_bytes,
+    CallReport, FailureKind, HandlerFailure, HandlerInstance, INIT_TIMEOUT, LiveHandler,
+    MAX_FAILURE_TEXT_BYTES, MAX_FORWARD_HEADERS, action_bytes,
 };
-pub use limits::Limits;
+pub use limits::{Limits, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 
 use crate::bindings::{self, WIT_PACKAGE, WIT_VERSION};
 use instance::HostState;
@@ -148,11 +167,16 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(options.fuel);
         if options.pooling {
+            // Per-component caps as in the store limiter, so one component
+            // cannot take the engine-wide pool from the others.
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(256)
                 .total_core_instances(1024)
                 .total_memories(512)
                 .total_tables(1024)
+                .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
+                .max_memories_per_component(MAX_MEMORIES as u32)
+                .max_tables_per_component(MAX_TABLES as u32)
                 .max_memory_size(4 << 30);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -162,13 +186,31 @@ impl Runtime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:?}"))?;
+        // The guest's monotonic clock is ours: no wait outlasts the call.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<_, clock::HasClock>(
+            &mut linker,
+            HostState::clock,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot link the guest clock: {e:?}"))?;
+        linker.allow_shadowing(false);
         bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("cannot link the handler world: {e:?}"))?;
 
-        let cache = match &options.cache_dir {
-            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
-            None => None,
-        };
+        // Without a usable cache every start compiles: slower, never fatal.
+        let cache =
+            options
+                .cache_dir
+                .as_ref()
+                .and_then(|dir| match ArtifactCache::open(dir, &engine) {
+                    Ok(cache) => Some(cache),
+                    Err(error) => {
+                        tracing::warn!(
+                            "{error:#}; compiling handlers without the cache (slower starts)"
+                        );
+                        None
+                    }
+                });
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -185,24 +227,7 @@ impl Runtime {
     /// Read, check, compile (or load from the cache) and link the component
     /// at `path`. Every error names the file and what is wrong with it.
     pub fn load_file(&self, path: &Path, limits: &Limits) -> anyhow::Result<HandlerCode> {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("cannot read handler component {}", path.display()))?;
-        if meta.is_dir() {
-            bail!(
-                "{} is a directory, not a handler component (.wasm file)",
-                path.display()
-            );
-        }
-        if meta.len() > limits.max_component_bytes() {
-            bail!(
-                "{} is {} bytes, over the {} MiB accepted for a component (limits.max_component_mib)",
-                path.display(),
-                meta.len(),
-                limits.max_component_mib
-            );
-        }
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read handler component {}", path.display()))?;
+        let bytes = read_component(path, limits.max_component_bytes(), limits.max_component_mib)?;
         let mut code = self
             .load_bytes(&bytes, limits)
             .with_context(|| format!("{} is not a usable handler", path.display()))?;
@@ -224,6 +249,9 @@ impl Runtime {
             );
         }
         check_header(bytes)?;
+        // Refuse what the host will not link before spending time (and
+        // cache space) on compiling it.
+        check_imports(&component_imports(bytes)?)?;
         let version = hex::encode(Sha256::digest(bytes));
 
         let started = Instant::now();
@@ -234,15 +262,8 @@ impl Runtime {
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| {
-                    anyhow::anyhow!("it is truncated or not a valid component: {e:#}")
-                })?;
-                if let Some(cache) = &self.cache {
-                    cache.put(&version, &component);
-                }
-                component
-            }
+            None => Component::new(&self.engine, bytes)
+                .map_err(|e| anyhow::anyhow!("it is truncated or not a valid component: {e:#}"))?,
         };
         let load_time = started.elapsed();
 
@@ -253,6 +274,10 @@ impl Runtime {
         let pre = bindings::HandlerPre::new(instance_pre).map_err(|e| {
             anyhow::anyhow!("its exports do not match the alerthost:handler world: {e:#}")
         })?;
+        // Only a component the host accepts is kept.
+        if !from_cache && let Some(cache) = &self.cache {
+            cache.put(&version, &component);
+        }
         Ok(HandlerCode {
             pre,
             info: ComponentInfo {
@@ -269,6 +294,78 @@ impl Runtime {
             fuel: self.fuel,
         })
     }
+}
+
+/// Read a component file with a bound: only a regular file (a FIFO, a
+/// device such as `/dev/zero`, or a symlink to one is refused without
+/// reading it), and never more than `max` bytes.
+fn read_component(path: &Path, max: u64, max_mib: u64) -> anyhow::Result<Vec<u8>> {
+    let cannot_read = || format!("cannot read handler component {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // Opening a FIFO for reading would wait for a writer.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).with_context(cannot_read)?;
+    let meta = file.metadata().with_context(cannot_read)?;
+    if meta.is_dir() {
+        bail!(
+            "{} is a directory, not a handler component (.wasm file)",
+            path.display()
+        );
+    }
+    if !meta.is_file() {
+        bail!(
+            "{} is not a regular file (a pipe, socket or device), so it is not read as a handler component",
+            path.display()
+        );
+    }
+    let too_big = |size: u64| {
+        anyhow::anyhow!(
+            "{} is {size} bytes, over the {max_mib} MiB accepted for a component (limits.max_component_mib)",
+            path.display(),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(cannot_read)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// The names a component imports at its top level, read with wasmparser
+/// without compiling anything.
+fn component_imports(bytes: &[u8]) -> anyhow::Result<Vec<String>> {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    let mut names = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload
+            .map_err(|e| anyhow::anyhow!("it is truncated or not a valid component: {e}"))?;
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| {
+                        anyhow::anyhow!("it is truncated or not a valid component: {e}")
+                    })?;
+                    names.push(import.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 /// The engine's epoch advances every [`EPOCH_TICK`] on a thread of its own,
@@ -338,45 +435,7 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
         .collect();
 
     let world = format!("{WIT_PACKAGE}/handler@{WIT_VERSION}");
-    let mut interface_version = None;
-    let mut refused = Vec::new();
-    for name in &imports {
-        if name == "log" {
-            continue;
-        }
-        if let Some(version) = name
-            .strip_prefix(WIT_PACKAGE)
-            .and_then(|rest| rest.strip_prefix("/types@"))
-        {
-            interface_version = Some(version.to_owned());
-            continue;
-        }
-        if ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
-            continue;
-        }
-        refused.push(name.as_str());
-    }
-    if let Some(version) = &interface_version
-        && version != WIT_VERSION
-    {
-        {
-            bail!(
-                "it was built against {WIT_PACKAGE}@{version}; this host speaks \
-                 {WIT_PACKAGE}@{WIT_VERSION}: rebuild it with a matching SDK"
-            );
-        }
-    }
-    if !refused.is_empty() {
-        bail!(
-            "it imports {}, which alerthost does not provide: handlers get no outside access; the {world} world imports only `log` (and WASI \
-             cli, io, clocks, random, an empty filesystem and sockets that refuse every use)",
-            refused
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    let interface_version = check_imports(&imports)?;
 
     let missing: Vec<&str> = ["init", "handle"]
         .into_iter()
@@ -395,6 +454,46 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
         imports,
         exports: exports.into_iter().map(|(name, _)| name).collect(),
     })
+}
+
+/// Refuse imports the host does not provide; the interface version the
+/// component was built against, if it names one.
+fn check_imports(imports: &[String]) -> anyhow::Result<Option<String>> {
+    let world = format!("{WIT_PACKAGE}/handler@{WIT_VERSION}");
+    let mut interface_version = None;
+    let mut refused = Vec::new();
+    for name in imports {
+        if name == "log" {
+            continue;
+        }
+        if let Some(version) = name
+            .strip_prefix(WIT_PACKAGE)
+            .and_then(|rest| rest.strip_prefix("/types@"))
+        {
+            interface_version = Some(version.to_owned());
+            continue;
+        }
+        if ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix)) {
+            continue;
+        }
+        refused.push(name.as_str());
+    }
+    if let Some(version) = &interface_version
+        && version != WIT_VERSION
+    {
+        bail!(
+            "it was built against {WIT_PACKAGE}@{version}; this host speaks \
+             {WIT_PACKAGE}@{WIT_VERSION}: rebuild it with a matching SDK"
+        );
+    }
+    if !refused.is_empty() {
+        bail!(
+            "it imports {}, which alerthost does not provide: handlers get no outside access; the {world} world imports only `log` (and WASI \
+             cli, io, clocks, random, an empty filesystem and sockets that refuse every use)",
+            quoted(&refused)
+        );
+    }
+    Ok(interface_version)
 }
 
 fn quoted(names: &[&str]) -> String {

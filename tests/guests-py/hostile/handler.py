@@ -6,6 +6,8 @@ chosen by the message:
 - ``passwd``: read /etc/passwd (no file is visible to a guest);
 - ``socket``: connect to 127.0.0.1 (no network);
 - ``env``: read the environment (empty);
+- ``sleep``: ``time.sleep`` for an hour (a wait in the host: the host's time
+  limit stops it all the same);
 - anything else: save the message, to show the handler still works.
 
 What it found out is forwarded to the sink ``report``, as text starting
@@ -13,6 +15,7 @@ with ``denied:`` when the attempt failed and ``allowed:`` when it did not.
 """
 
 import os
+import time
 
 import alerthost
 
@@ -48,6 +51,9 @@ def handle(msg):
     if what == "loop":
         while True:
             pass
+    if what == "sleep":
+        time.sleep(3600)
+        return alerthost.forward("report", value="allowed: sleep: woke up after an hour")
     if what == "alloc":
         hog = bytearray(1 << 30)
         return alerthost.forward("report", value=f"allowed: alloc: {len(hog)} bytes")
