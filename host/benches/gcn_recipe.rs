@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = run_alerthost(&kafka, &topic, &ends, &component, dir.path())?;
     let recipe = run_recipe(&kafka, &topic, &ends, &python, dir.path())?;
+    kafka.delete_topics(&[&topic])?;
     for (side, run) in [("alerthost", &host), ("Python recipe", &recipe)] {
         anyhow::ensure!(
             run.written.count == passing,

@@ -163,6 +163,7 @@ save_to = "out"
             host.check_running()
         })?;
     let log = host.stop()?;
+    kafka.delete_topics(&[&topic])?;
     anyhow::ensure!(
         written.count == messages,
         "{} files saved for {messages} messages",

@@ -130,6 +130,23 @@ impl Kafka {
         Ok(())
     }
 
+    /// Delete `topics` (benchmark topics hold hundreds of MB).
+    pub fn delete_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let options = AdminOptions::new()
+            .operation_timeout(Some(KAFKA_TIMEOUT))
+            .request_timeout(Some(KAFKA_TIMEOUT));
+        for result in runtime.block_on(admin.delete_topics(topics, &options))? {
+            result.map_err(|(topic, code)| anyhow::anyhow!("cannot delete {topic}: {code}"))?;
+        }
+        Ok(())
+    }
+
     /// A producer for filling topics: batches freely, waits for all replicas.
     pub fn producer(&self, linger_ms: u32) -> anyhow::Result<BaseProducer> {
         Ok(ClientConfig::new()
