@@ -141,28 +141,14 @@ fn run_alerthost(
     let config = dir.join("alerthost.toml");
     std::fs::write(
         &config,
-        format!(
-            r#"[source]
-bootstrap_servers = {bootstrap}
-topics = [{topic}]
-group_id = {group}
-
-[sinks.out]
-type = "file"
-dir = {out}
-
-[[handler]]
-name = "gbm-subthreshold"
-component = {component}
-topics = [{topic}]
-save_to = "out"
-params = {{ min_reliability = "{MIN_RELIABILITY}" }}
-"#,
-            bootstrap = support::toml_str(&kafka.bootstrap),
-            topic = support::toml_str(topic),
-            group = support::toml_str(&group),
-            out = support::toml_str(out.to_string_lossy()),
-            component = support::toml_str(component.to_string_lossy()),
+        support::save_config(
+            &kafka.bootstrap,
+            topic,
+            &group,
+            &out,
+            "gbm-subthreshold",
+            component,
+            &format!("min_reliability = \"{MIN_RELIABILITY}\""),
         ),
     )?;
     let mut host = Host::start(&config, &[])?;

@@ -131,27 +131,14 @@ fn save_all(
     let config = dir.join(format!("{topic}.toml"));
     std::fs::write(
         &config,
-        format!(
-            r#"[source]
-bootstrap_servers = {bootstrap}
-topics = [{topic}]
-group_id = {group}
-
-[sinks.out]
-type = "file"
-dir = {out}
-
-[[handler]]
-name = "save-all"
-component = {component}
-topics = [{topic}]
-save_to = "out"
-"#,
-            bootstrap = support::toml_str(&kafka.bootstrap),
-            topic = support::toml_str(&topic),
-            group = support::toml_str(&group),
-            out = support::toml_str(out.to_string_lossy()),
-            component = support::toml_str(component.to_string_lossy()),
+        support::save_config(
+            &kafka.bootstrap,
+            &topic,
+            &group,
+            &out,
+            "save-all",
+            component,
+            "",
         ),
     )?;
     // Generous for an engine that saves a few hundred messages a second.

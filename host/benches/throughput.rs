@@ -183,27 +183,14 @@ fn alerthost(
     let config = dir.join(format!("{topic}-{round}.toml"));
     std::fs::write(
         &config,
-        format!(
-            r#"[source]
-bootstrap_servers = {bootstrap}
-topics = [{topic}]
-group_id = {group}
-
-[sinks.out]
-type = "file"
-dir = {out}
-
-[[handler]]
-name = "drop"
-component = {component}
-topics = [{topic}]
-save_to = "out"
-"#,
-            bootstrap = support::toml_str(&kafka.bootstrap),
-            topic = support::toml_str(topic),
-            group = support::toml_str(support::unique("alerthost")),
-            out = support::toml_str(out.to_string_lossy()),
-            component = support::toml_str(component.to_string_lossy()),
+        support::save_config(
+            &kafka.bootstrap,
+            topic,
+            &support::unique("alerthost"),
+            &out,
+            "drop",
+            component,
+            "",
         ),
     )?;
     let mut host = Host::start(&config, &[])?;

@@ -282,6 +282,44 @@ pub fn toml_str(text: impl AsRef<str>) -> String {
     format!("{:?}", text.as_ref())
 }
 
+/// The run every Kafka bench measures: `handler` (the component at
+/// `component`, with `params` as TOML inline-table entries, may be empty)
+/// reads `topic` in `group` and saves to one file sink at `out`.
+pub fn save_config(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    out: &Path,
+    handler: &str,
+    component: &Path,
+    params: &str,
+) -> String {
+    format!(
+        r#"[source]
+bootstrap_servers = {bootstrap}
+topics = [{topic}]
+group_id = {group}
+
+[sinks.out]
+type = "file"
+dir = {out}
+
+[[handler]]
+name = {handler}
+component = {component}
+topics = [{topic}]
+save_to = "out"
+params = {{ {params} }}
+"#,
+        bootstrap = toml_str(bootstrap),
+        topic = toml_str(topic),
+        group = toml_str(group),
+        out = toml_str(out.to_string_lossy()),
+        handler = toml_str(handler),
+        component = toml_str(component.to_string_lossy()),
+    )
+}
+
 /// `alerthost run` in a child process, its log (info) in a file.
 #[derive(Debug)]
 pub struct Host {
