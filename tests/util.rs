@@ -699,20 +699,7 @@ impl Kafka {
     /// Create `topic` with `partitions` partitions and wait until every
     /// partition has a leader.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin = self.admin();
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let results = futures::executor::block_on(admin.create_topics([&new], &admin_options()))
-            .unwrap_or_else(|e| panic!("cannot create topic {topic}: {e}"));
-        for result in results {
-            if let Err((name, code)) = result {
-                panic!("cannot create topic {name}: {code}");
-            }
-        }
-        wait_for(
-            &format!("topic {topic} to have {partitions} led partitions"),
-            KAFKA_TIMEOUT,
-            || self.partitions(topic) == partitions,
-        );
+        self.create_topic_with(topic, partitions, &[]);
     }
 
     fn admin(&self) -> AdminClient<DefaultClientContext> {

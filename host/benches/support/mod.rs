@@ -109,9 +109,15 @@ pub struct Kafka {
 }
 
 impl Kafka {
-    /// Create `topic` with `partitions` partitions.
-    pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    /// An admin client, a runtime to wait on it, and request timeouts.
+    fn admin(
+        &self,
+    ) -> anyhow::Result<(
+        AdminClient<DefaultClientContext>,
+        tokio::runtime::Runtime,
+        AdminOptions,
+    )> {
+        let admin = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .create()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -120,6 +126,12 @@ impl Kafka {
         let options = AdminOptions::new()
             .operation_timeout(Some(KAFKA_TIMEOUT))
             .request_timeout(Some(KAFKA_TIMEOUT));
+        Ok((admin, runtime, options))
+    }
+
+    /// Create `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let (admin, runtime, options) = self.admin()?;
         let results = runtime.block_on(admin.create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &options,
@@ -132,15 +144,7 @@ impl Kafka {
 
     /// Delete `topics` (benchmark topics hold hundreds of MB).
     pub fn delete_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let options = AdminOptions::new()
-            .operation_timeout(Some(KAFKA_TIMEOUT))
-            .request_timeout(Some(KAFKA_TIMEOUT));
+        let (admin, runtime, options) = self.admin()?;
         for result in runtime.block_on(admin.delete_topics(topics, &options))? {
             result.map_err(|(topic, code)| anyhow::anyhow!("cannot delete {topic}: {code}"))?;
         }
