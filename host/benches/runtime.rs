@@ -4,14 +4,16 @@
 //! needed: `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`).
 //! Measures one `handle` call of the `save-all` example on a reused instance
 //! and on a fresh instance per message (pooling allocator), for 1 KiB and
-//! 100 KiB messages, and the compile and cached-load time of a component.
+//! 100 KiB messages, and the compile and cached-load time of a component:
+//! compiled in this process (no bound) and in a child process within the
+//! default compile limits, as the `alerthost` binary compiles.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alerthost::bindings::Message;
-use alerthost::runtime::{HandlerInstance, Limits, Runtime, RuntimeOptions};
+use alerthost::runtime::{Compiler, HandlerInstance, Limits, Runtime, RuntimeOptions};
 
 fn message(size: usize) -> Message {
     Message {
@@ -84,14 +86,30 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    let compile = per_call(10, || {
-        plain.load_bytes(&bytes, &limits).expect("compile");
-    });
-    println!(
-        "{:<44} {:>9.2} ms",
-        "compile (no cache)",
-        compile.as_secs_f64() * 1e3
-    );
+    let bounded = Runtime::new(&RuntimeOptions {
+        compiler: Compiler::Process(env!("CARGO_BIN_EXE_alerthost").into()),
+        ..RuntimeOptions::default()
+    })?;
+    let examples = path.parent().expect("the examples' directory");
+    for name in ["save_all", "gbm_subthreshold", "sky_region"] {
+        let bytes = std::fs::read(examples.join(format!("{name}.wasm")))?;
+        let in_process = per_call(10, || {
+            plain.load_bytes(&bytes, &limits).expect("compile");
+        });
+        println!(
+            "{:<44} {:>9.2} ms",
+            format!("compile {name} (no cache), in process"),
+            in_process.as_secs_f64() * 1e3
+        );
+        let child = per_call(10, || {
+            bounded.load_bytes(&bytes, &limits).expect("compile");
+        });
+        println!(
+            "{:<44} {:>9.2} ms",
+            format!("compile {name} (no cache), child process"),
+            child.as_secs_f64() * 1e3
+        );
+    }
     let cache_dir = tempfile::tempdir()?;
     let cached = Runtime::new(&RuntimeOptions {
         cache_dir: Some(cache_dir.path().to_owned()),

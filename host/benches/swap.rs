@@ -9,7 +9,8 @@
 //! second. Swaps go through `reload::Reloader` as a file change does: the
 //! component file is replaced (alternately by two versions with the same
 //! code, the second with a custom section appended) and the handler
-//! reloaded: read, compile or load from the artifact cache, check, trial
+//! reloaded: read, compile (in a child process, as the host does) or load
+//! from the artifact cache, check, trial
 //! `init`, swap; the worker takes the new version up before its next
 //! message, making a fresh instance. No Kafka: messages are dispatched to
 //! the worker directly, and a message counts as handled when the commit
@@ -33,7 +34,7 @@ use alerthost::commit::{InflightBudget, PartitionTrack};
 use alerthost::config::Config;
 use alerthost::pipeline::{Deployed, HandlerSet, HandlerSpec};
 use alerthost::reload::Reloader;
-use alerthost::runtime::{Runtime, RuntimeOptions};
+use alerthost::runtime::{Compiler, Runtime, RuntimeOptions};
 use alerthost::shutdown::Shutdown;
 use alerthost::sink::{FileSink, Sink};
 use alerthost::stats::Stats;
@@ -121,6 +122,8 @@ topics = ["bench"]
         fuel: false,
         pooling: false,
         cache_dir: (swaps != Swaps::Compiled).then(|| cache_dir.clone()),
+        // As `alerthost run` compiles: in a bounded child process.
+        compiler: Compiler::Process(env!("CARGO_BIN_EXE_alerthost").into()),
     })?);
     let handler = &plan.handlers[0];
     let code = runtime.load_file(&handler.config.component, &handler.config.limits)?;

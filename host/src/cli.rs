@@ -72,6 +72,25 @@ pub enum Command {
     /// and which handlers take each topic. A table on a terminal, JSON
     /// otherwise.
     Topics(TopicsArgs),
+    /// Compile one component for the host that started this process: the
+    /// component on standard input, the compiled artifact on standard
+    /// output, within the given limits. Not for use by hand.
+    #[command(name = crate::runtime::COMPILE_COMMAND, hide = true)]
+    CompileComponent(CompileArgs),
+}
+
+/// The hidden command that compiles a component in a child process.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Build the engine with fuel metering, as the host's is.
+    #[arg(long)]
+    pub fuel: bool,
+    /// Address space of this process, in MiB.
+    #[arg(long)]
+    pub max_mib: u64,
+    /// CPU time of this process (all threads), in milliseconds.
+    #[arg(long)]
+    pub max_cpu_ms: u64,
 }
 
 /// `alerthost topics`.
@@ -178,6 +197,12 @@ pub struct LimitArgs {
     /// Largest component accepted, in MiB.
     #[arg(long, default_value_t = Limits::default().max_component_mib)]
     pub max_component_mib: u64,
+    /// Wall time to compile the component, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().max_compile_ms)]
+    pub max_compile_ms: u64,
+    /// Address space of the process that compiles the component, in MiB.
+    #[arg(long, default_value_t = Limits::default().max_compile_mib)]
+    pub max_compile_mib: u64,
 }
 
 impl LimitArgs {
@@ -192,6 +217,8 @@ impl LimitArgs {
             max_log_lines: self.max_log_lines,
             max_log_line_bytes: self.max_log_line_bytes,
             max_component_mib: self.max_component_mib,
+            max_compile_ms: self.max_compile_ms,
+            max_compile_mib: self.max_compile_mib,
         }
     }
 }

@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use crate::cli::{CheckArgs, EXIT_OK};
-use crate::runtime::{Limits, Runtime, RuntimeOptions};
+use crate::runtime::{Compiler, Limits, Runtime, RuntimeOptions};
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(&RuntimeOptions {
         cache_dir: args.cache.dir(),
+        compiler: Compiler::this_executable()?,
         ..RuntimeOptions::default()
     })?;
     let code = runtime.load_file(&args.handler, &Limits::default())?;

@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload(args) => reload(&args),
         Command::New(args) => new::run(&args),
         Command::Topics(args) => topics::run(&args),
+        Command::CompileComponent(args) => crate::runtime::compile_child(&args),
     }
 }
 

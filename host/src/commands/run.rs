@@ -11,7 +11,7 @@ use crate::cli::{EXIT_OK, RunArgs};
 use crate::config::{Config, Plan};
 use crate::pipeline::{Deployed, HandlerSpec, Pipeline};
 use crate::reload::{Reloader, Trigger};
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::{Compiler, Runtime, RuntimeOptions};
 use crate::shutdown::Shutdown;
 use crate::source::{Bounds, SourceOptions};
 use crate::stats::Stats;
@@ -79,6 +79,7 @@ pub fn run_plan(
         fuel: plan.handlers.iter().any(|h| h.config.limits.fuel.is_some()),
         pooling: false,
         cache_dir: plan.cache_dir.clone(),
+        compiler: Compiler::this_executable()?,
     })?);
     let mut handlers = Vec::new();
     for handler in &plan.handlers {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::bindings::{Action, Message, Timestamp, TimestampKind};
 use crate::cli::{EXIT_HANDLER_FAILED, EXIT_OK, TestArgs};
-use crate::runtime::{LiveHandler, Runtime, RuntimeOptions, action_bytes};
+use crate::runtime::{Compiler, LiveHandler, Runtime, RuntimeOptions, action_bytes};
 use crate::sink::FileSink;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
@@ -22,6 +22,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(&RuntimeOptions {
         fuel: limits.fuel.is_some(),
         cache_dir: args.cache.dir(),
+        compiler: Compiler::this_executable()?,
         ..RuntimeOptions::default()
     })?;
     let code = Arc::new(runtime.load_file(&args.handler, &limits)?);

@@ -150,23 +150,21 @@ impl ArtifactCache {
         let _ = std::fs::remove_file(path);
     }
 
-    /// Keep a compiled component. Failing to write the cache only costs time
-    /// at the next start, so it is logged, not returned.
-    pub fn put(&self, content_hash: &str, component: &Component) {
+    /// Keep a compiled component: its serialized `artifact`, as the host
+    /// accepted it. Failing to write the cache only costs time at the next
+    /// start, so it is logged, not returned.
+    pub fn put(&self, content_hash: &str, artifact: &[u8]) {
         let name = self.file_name(content_hash);
         let path = self.dir.join(&name);
-        let result = component
-            .serialize()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .and_then(|artifact| {
-                let mac = self.mac(&name, &artifact).finalize().into_bytes();
-                // Created with mode 0600.
-                let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-                tmp.write_all(&mac)?;
-                tmp.write_all(&artifact)?;
-                tmp.persist(&path)?;
-                Ok(())
-            });
+        let result = (|| -> anyhow::Result<()> {
+            let mac = self.mac(&name, artifact).finalize().into_bytes();
+            // Created with mode 0600.
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(&mac)?;
+            tmp.write_all(artifact)?;
+            tmp.persist(&path)?;
+            Ok(())
+        })();
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "cannot write the component cache");
         }

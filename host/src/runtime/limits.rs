@@ -32,6 +32,14 @@ pub struct Limits {
     pub max_log_line_bytes: usize,
     /// Largest component file accepted, in MiB (default 32).
     pub max_component_mib: u64,
+    /// Wall time to compile the component, in milliseconds (default
+    /// 60 000). Compilation runs in a child process that is killed at the
+    /// limit; the component is refused and nothing is cached.
+    pub max_compile_ms: u64,
+    /// Address space of the process that compiles the component, in MiB
+    /// (default 2048). A compilation that needs more fails there, not in the
+    /// host; the component is refused and nothing is cached.
+    pub max_compile_mib: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +53,8 @@ impl Default for Limits {
             max_log_lines: 32,
             max_log_line_bytes: 1024,
             max_component_mib: 32,
+            max_compile_ms: 60_000,
+            max_compile_mib: 2048,
         }
     }
 }
@@ -70,6 +80,16 @@ impl Limits {
         self.max_component_mib.saturating_mul(1 << 20)
     }
 
+    /// Wall time to compile the component.
+    pub fn max_compile_time(&self) -> Duration {
+        Duration::from_millis(self.max_compile_ms)
+    }
+
+    /// Address space of the compiling process, in bytes.
+    pub fn max_compile_bytes(&self) -> u64 {
+        self.max_compile_mib.saturating_mul(1 << 20)
+    }
+
     /// Bytes the host accepts from the guest in one call (wasmtime's
     /// "hostcall fuel"), counted while values are lifted out of the guest:
     /// everything `max_actions` actions of `max_action_kib` each can carry,
@@ -92,6 +112,8 @@ impl Limits {
             ("max_action_kib", self.max_action_kib as u64),
             ("max_log_line_bytes", self.max_log_line_bytes as u64),
             ("max_component_mib", self.max_component_mib),
+            ("max_compile_ms", self.max_compile_ms),
+            ("max_compile_mib", self.max_compile_mib),
         ];
         for (name, value) in positive {
             anyhow::ensure!(value > 0, "limit `{name}` must be greater than 0");
@@ -205,6 +227,8 @@ mod tests {
             (32, 1024)
         );
         assert_eq!(limits.max_component_bytes(), 32 << 20);
+        assert_eq!(limits.max_compile_time(), Duration::from_secs(60));
+        assert_eq!(limits.max_compile_bytes(), 2048 << 20);
         limits.validate().unwrap();
     }
 

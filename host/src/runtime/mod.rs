@@ -18,11 +18,14 @@
 //!   then checked against their own caps, and failure texts are cut to
 //!   [`MAX_FAILURE_TEXT_BYTES`] with control characters escaped;
 //! - loading: the file is read with a bound (only regular files), imports
-//!   are checked before anything is compiled, and cached native code is used
-//!   only from a private directory and after its MAC verifies ([`cache`]).
+//!   are checked before anything is compiled, compilation runs in a child
+//!   process within `limits.max_compile_ms` and `limits.max_compile_mib`
+//!   ([`compile`]), and cached native code is used only from a private
+//!   directory and after its MAC verifies ([`cache`]).
 
 mod cache;
 mod clock;
+mod compile;
 mod guest_log;
 mod instance;
 mod limits;
@@ -35,9 +38,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::ArtifactCache;
+pub use compile::{COMPILE_COMMAND, Compiler, compile_child};
 pub use guest_log::{LogLine, LogSource, level_str};
 pub use instance::{
     CallReport, FailureKind, HandlerFailure, HandlerInstance, INIT_TIMEOUT, LiveHandler,
@@ -63,6 +67,10 @@ pub struct RuntimeOptions {
     pub pooling: bool,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Where components are compiled: in a bounded child process of the
+    /// `alerthost` executable, or (the default, for embedders without one)
+    /// in this process with no bound.
+    pub compiler: Compiler,
 }
 
 /// The engine, the linker and the cache shared by all handlers.
@@ -71,6 +79,7 @@ pub struct Runtime {
     linker: Arc<Linker<HostState>>,
     cache: Option<ArtifactCache>,
     fuel: bool,
+    compiler: Compiler,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -78,6 +87,7 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("cache", &self.cache)
             .field("fuel", &self.fuel)
+            .field("compiler", &self.compiler)
             .finish_non_exhaustive()
     }
 }
@@ -161,11 +171,7 @@ const ALLOWED_WASI: &[&str] = &[
 impl Runtime {
     /// Build the engine, the linker and the epoch ticker.
     pub fn new(options: &RuntimeOptions) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .consume_fuel(options.fuel);
+        let mut config = compile::engine_config(options.fuel);
         if options.pooling {
             // Per-component caps as in the store limiter, so one component
             // cannot take the engine-wide pool from the others.
@@ -216,6 +222,7 @@ impl Runtime {
             linker: Arc::new(linker),
             cache,
             fuel: options.fuel,
+            compiler: options.compiler.clone(),
         })
     }
 
@@ -260,10 +267,12 @@ impl Runtime {
             .as_ref()
             .and_then(|cache| cache.get(&self.engine, &version));
         let from_cache = cached.is_some();
-        let component = match cached {
-            Some(component) => component,
-            None => Component::new(&self.engine, bytes)
-                .map_err(|e| anyhow::anyhow!("it is truncated or not a valid component: {e:#}"))?,
+        let (component, artifact) = match cached {
+            Some(component) => (component, None),
+            None => {
+                let (component, artifact) = self.compile(bytes, limits)?;
+                (component, Some(artifact))
+            }
         };
         let load_time = started.elapsed();
 
@@ -275,8 +284,8 @@ impl Runtime {
             anyhow::anyhow!("its exports do not match the alerthost:handler world: {e:#}")
         })?;
         // Only a component the host accepts is kept.
-        if !from_cache && let Some(cache) = &self.cache {
-            cache.put(&version, &component);
+        if let (Some(artifact), Some(cache)) = (artifact, &self.cache) {
+            cache.put(&version, &artifact);
         }
         Ok(HandlerCode {
             pre,
@@ -293,6 +302,48 @@ impl Runtime {
             limits: limits.clone(),
             fuel: self.fuel,
         })
+    }
+}
+
+impl Runtime {
+    /// Compile `bytes` with this runtime's compiler: the component and its
+    /// serialized artifact, for the cache.
+    fn compile(&self, bytes: &[u8], limits: &Limits) -> anyhow::Result<(Component, Vec<u8>)> {
+        match &self.compiler {
+            Compiler::InProcess => {
+                let component = Component::new(&self.engine, bytes).map_err(|e| {
+                    anyhow::anyhow!("it is truncated or not a valid component: {e:#}")
+                })?;
+                let artifact = component
+                    .serialize()
+                    .map_err(|e| anyhow::anyhow!("cannot serialize the compiled component: {e}"))?;
+                Ok((component, artifact))
+            }
+            Compiler::Process(exe) => {
+                let artifact = compile::compile_in_child(exe, bytes, self.fuel, limits)?;
+                // SAFETY: `deserialize` maps native code without checking
+                // it, so its input must come from a wasmtime compiler we
+                // trust. These bytes do: the child is this same alerthost
+                // build (by default `/proc/self/exe`), started by this
+                // process, and its stdout is a pipe only the two of them
+                // hold; it ran wasmtime's own compiler on the component, as
+                // this process would have. The component can shape the
+                // artifact only through that compiler, which is the same
+                // trust as compiling in-process, with the cost bounded.
+                // wasmtime still checks the header and that the artifact was
+                // built for this engine's settings ([`compile::engine_config`]).
+                #[allow(unsafe_code)]
+                let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "the compiler process ({}) gave an artifact this engine cannot load \
+                             (is it the same alerthost build?): {e:#}",
+                            exe.display()
+                        )
+                    })?;
+                Ok((component, artifact))
+            }
+        }
     }
 }
 

@@ -1,0 +1,287 @@
+//! Compilation is bounded: a component that is costly to compile is refused
+//! at the handler's `max_compile_ms` or `max_compile_mib`, with an error
+//! naming the file, the limit and the key that raises it; nothing is cached
+//! for it; the host's own memory stays bounded while it tries; and under
+//! `run`, a hot swap to it is refused while every handler keeps running.
+//!
+//! The costly component is made here: a valid handler-world component whose
+//! core module also holds thousands of large functions that are never
+//! called, each keeping many values alive at once, which the compiler must
+//! still translate and allocate registers for.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alerthost::bindings::Message;
+use alerthost::runtime::{Compiler, Limits, LiveHandler, Runtime, RuntimeOptions};
+use alerthost_tests::{alerthost_bin, example, files_under};
+use wasm_encoder::{
+    CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
+    MemoryType, Module, TypeSection, ValType,
+};
+
+/// A handler-world component whose `init` and `handle` trap, plus
+/// `functions` functions of `steps` multiply steps over `locals` locals.
+fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> {
+    use ValType::{I32, I64};
+    let mut types = TypeSection::new();
+    // init(params: list<tuple<string, string>>) -> result<_, string>
+    types.ty().function([I32, I32], [I32]);
+    // handle(msg: message) -> result<list<action>, handler-error>: the
+    // message's 14 flat values, the result through a return pointer.
+    types.ty().function(
+        [
+            I32, I32, I32, I64, I32, I64, I32, I32, I32, I32, I32, I32, I32, I32,
+        ],
+        [I32],
+    );
+    // cabi_realloc
+    types.ty().function([I32, I32, I32, I32], [I32]);
+    // the costly ones: (i64) -> i64
+    types.ty().function([I64], [I64]);
+
+    let mut function_section = FunctionSection::new();
+    for ty in 0..3 {
+        function_section.function(ty);
+    }
+    for _ in 0..functions {
+        function_section.function(3);
+    }
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("init", ExportKind::Func, 0);
+    exports.export("handle", ExportKind::Func, 1);
+    exports.export("cabi_realloc", ExportKind::Func, 2);
+
+    let mut code = CodeSection::new();
+    for _ in 0..3 {
+        let mut trap = Function::new([]);
+        trap.instruction(&Instruction::Unreachable);
+        trap.instruction(&Instruction::End);
+        code.function(&trap);
+    }
+    for f in 0..functions {
+        let mut body = Function::new([(locals, I64)]);
+        // Every local starts from the parameter, so none is constant.
+        for local in 1..=locals {
+            body.instruction(&Instruction::LocalGet(0));
+            body.instruction(&Instruction::I64Const(i64::from(local + f)));
+            body.instruction(&Instruction::I64Add);
+            body.instruction(&Instruction::LocalSet(local));
+        }
+        for step in 0..steps {
+            let a = 1 + (step * 7 + f) % locals;
+            let b = 1 + (step * 13 + 5) % locals;
+            let c = 1 + (step * 29 + 3) % locals;
+            body.instruction(&Instruction::LocalGet(a));
+            body.instruction(&Instruction::LocalGet(b));
+            body.instruction(&Instruction::I64Mul);
+            body.instruction(&Instruction::LocalSet(c));
+        }
+        // Use every local, so none of the work is dead.
+        body.instruction(&Instruction::LocalGet(1));
+        for local in 2..=locals {
+            body.instruction(&Instruction::LocalGet(local));
+            body.instruction(&Instruction::I64Xor);
+        }
+        body.instruction(&Instruction::End);
+        code.function(&body);
+    }
+
+    let mut module = Module::new();
+    module
+        .section(&types)
+        .section(&function_section)
+        .section(&memories)
+        .section(&exports)
+        .section(&code);
+    let mut module = module.finish();
+
+    let mut resolve = wit_parser::Resolve::default();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let (package, _) = resolve.push_dir(&wit).unwrap();
+    let world = resolve.select_world(&[package], Some("handler")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+/// A component of 2 MB that takes a wasmtime compiler about 400 MiB and
+/// 10 s of CPU (release build, idle core) to compile: one function of
+/// 300 000 multiply steps over 64 live locals. The examples compile in
+/// under 100 MiB and 0.2 s.
+fn costly_component() -> Vec<u8> {
+    component_with_functions(1, 64, 300_000)
+}
+
+/// A runtime that compiles in a child process of the `alerthost` binary,
+/// as the host does, with a cache in `cache`.
+fn bounded_runtime(cache: &Path) -> Runtime {
+    Runtime::new(&RuntimeOptions {
+        cache_dir: Some(cache.to_owned()),
+        compiler: Compiler::Process(alerthost_bin().to_owned()),
+        ..RuntimeOptions::default()
+    })
+    .unwrap()
+}
+
+/// The compiled artifacts in a cache directory.
+fn artifacts(cache: &Path) -> Vec<PathBuf> {
+    files_under(cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect()
+}
+
+/// This process's resident set now, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/self/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+/// Run `f`, sampling this process's resident set every 5 ms; its result
+/// and the largest growth of the resident set seen while it ran.
+fn rss_growth_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = rss();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = before;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak.max(rss())
+        });
+        let result = f();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().unwrap();
+        (result, peak.saturating_sub(before))
+    })
+}
+
+#[test]
+fn costly_component_is_refused_at_the_compile_memory_limit_and_host_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let runtime = bounded_runtime(&cache);
+    let path = dir.path().join("costly.wasm");
+    std::fs::write(&path, costly_component()).unwrap();
+    // Enough for every example, far from what the costly one needs.
+    let limits = Limits {
+        max_compile_mib: 256,
+        ..Limits::default()
+    };
+
+    let (result, growth) = rss_growth_during(|| runtime.load_file(&path, &limits));
+    let text = format!("{:#}", result.unwrap_err());
+    assert!(text.contains("costly.wasm"), "{text}");
+    assert!(text.contains("256 MiB"), "{text}");
+    assert!(text.contains("max_compile_mib"), "{text}");
+    assert!(artifacts(&cache).is_empty(), "{:?}", artifacts(&cache));
+    // Compiling it in the host's own process takes about 400 MiB.
+    assert!(
+        growth < 64 << 20,
+        "the host's resident set grew by {} MiB while the component was compiled",
+        growth >> 20
+    );
+
+    // The same limit lets an ordinary handler compile, and it is cached.
+    let code = runtime.load_file(&example("sky_region"), &limits).unwrap();
+    assert!(!code.info().from_cache);
+    assert_eq!(artifacts(&cache).len(), 1);
+}
+
+#[test]
+fn costly_component_is_stopped_at_the_compile_time_limit_and_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let runtime = bounded_runtime(&cache);
+    let path = dir.path().join("costly.wasm");
+    std::fs::write(&path, costly_component()).unwrap();
+    let limits = Limits {
+        max_compile_ms: 1000,
+        ..Limits::default()
+    };
+
+    let started = Instant::now();
+    let error = runtime.load_file(&path, &limits).unwrap_err();
+    let took = started.elapsed();
+    let text = format!("{error:#}");
+    assert!(text.contains("costly.wasm"), "{text}");
+    assert!(text.contains("1000 ms"), "{text}");
+    assert!(text.contains("max_compile_ms"), "{text}");
+    // Compiling it to the end takes ten times the limit or more.
+    assert!(
+        took < Duration::from_secs(5),
+        "the load returned after {took:?}, not at the 1 s limit"
+    );
+    assert!(artifacts(&cache).is_empty(), "{:?}", artifacts(&cache));
+}
+
+#[test]
+fn examples_compile_in_the_bounded_process_under_default_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = bounded_runtime(&dir.path().join("cache"));
+    let alert = Message {
+        topic: "gcn.classic.voevent.FERMI_GBM_ALERT".into(),
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: None,
+        value: std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("data/samples/voevent/fermi_gbm_alert_792135758.xml"),
+        )
+        .unwrap(),
+        headers: Vec::new(),
+    };
+    for (name, params) in [
+        ("save_all", vec![]),
+        ("gbm_subthreshold", vec![]),
+        (
+            "sky_region",
+            vec![
+                ("ra".to_owned(), "225".to_owned()),
+                ("dec".to_owned(), "-69.5".to_owned()),
+                ("radius".to_owned(), "1".to_owned()),
+            ],
+        ),
+    ] {
+        let code = runtime
+            .load_file(&example(name), &Limits::default())
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(!code.info().from_cache, "{name}");
+        let (mut handler, _) =
+            LiveHandler::new(Arc::new(code), params).unwrap_or_else(|f| panic!("{name}: {f}"));
+        let report = handler.handle(&alert);
+        assert!(report.outcome.is_ok(), "{name}: {:?}", report.outcome.err());
+    }
+}
