@@ -2,7 +2,10 @@
 //! at the handler's `max_compile_ms` or `max_compile_mib`, with an error
 //! naming the file, the limit and the key that raises it; nothing is cached
 //! for it; the host's own memory stays bounded while it tries; and under
-//! `run`, a hot swap to it is refused while every handler keeps running.
+//! `run`, a hot swap to it is refused while every handler keeps running
+//! (against a real broker: start one with `scripts/kafka.sh start` and export
+//! `ALERTHOST_KAFKA_BOOTSTRAP`; without it that test is skipped, and under
+//! `CI` it fails).
 //!
 //! The costly component is made here: a valid handler-world component whose
 //! core module also holds thousands of large functions that are never
@@ -15,14 +18,19 @@ use std::time::{Duration, Instant};
 
 use alerthost::bindings::Message;
 use alerthost::runtime::{Compiler, Limits, LiveHandler, Runtime, RuntimeOptions};
-use alerthost_tests::{alerthost_bin, example, files_under};
+use alerthost_tests::{
+    Host, Outgoing, alerthost_bin, example, files_under, random_group, random_topic, require_kafka,
+    start_host, toml_str, write_config,
+};
 use wasm_encoder::{
-    CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
-    MemoryType, Module, TypeSection, ValType,
+    CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
+    GlobalType, Instruction, MemorySection, MemoryType, Module, TypeSection, ValType,
 };
 
-/// A handler-world component whose `init` and `handle` trap, plus
-/// `functions` functions of `steps` multiply steps over `locals` locals.
+/// A working handler-world component that drops every message (`init` and
+/// `handle` return a pointer to zeroed memory: `ok`, and `ok` with no
+/// actions; `cabi_realloc` bumps a pointer), plus `functions` functions,
+/// never called, of `steps` multiply steps over `locals` locals.
 fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> {
     use ValType::{I32, I64};
     let mut types = TypeSection::new();
@@ -50,7 +58,7 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
     }
     let mut memories = MemorySection::new();
     memories.memory(MemoryType {
-        minimum: 1,
+        minimum: 4,
         maximum: None,
         memory64: false,
         shared: false,
@@ -62,13 +70,40 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
     exports.export("handle", ExportKind::Func, 1);
     exports.export("cabi_realloc", ExportKind::Func, 2);
 
+    // The bump pointer of `cabi_realloc`, above the zeroed results.
+    let mut globals = GlobalSection::new();
+    globals.global(
+        GlobalType {
+            val_type: I32,
+            mutable: true,
+            shared: false,
+        },
+        &ConstExpr::i32_const(1024),
+    );
+
     let mut code = CodeSection::new();
-    for _ in 0..3 {
-        let mut trap = Function::new([]);
-        trap.instruction(&Instruction::Unreachable);
-        trap.instruction(&Instruction::End);
-        code.function(&trap);
+    for result in [16, 32] {
+        let mut zeroed = Function::new([]);
+        zeroed.instruction(&Instruction::I32Const(result));
+        zeroed.instruction(&Instruction::End);
+        code.function(&zeroed);
     }
+    let mut realloc = Function::new([]);
+    for instruction in [
+        Instruction::GlobalGet(0),
+        Instruction::GlobalGet(0),
+        Instruction::LocalGet(3),
+        Instruction::I32Add,
+        Instruction::I32Const(7),
+        Instruction::I32Add,
+        Instruction::I32Const(-8),
+        Instruction::I32And,
+        Instruction::GlobalSet(0),
+        Instruction::End,
+    ] {
+        realloc.instruction(&instruction);
+    }
+    code.function(&realloc);
     for f in 0..functions {
         let mut body = Function::new([(locals, I64)]);
         // Every local starts from the parameter, so none is constant.
@@ -102,6 +137,7 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
         .section(&types)
         .section(&function_section)
         .section(&memories)
+        .section(&globals)
         .section(&exports)
         .section(&code);
     let mut module = module.finish();
@@ -220,6 +256,29 @@ fn costly_component_is_refused_at_the_compile_memory_limit_and_host_memory_stays
 }
 
 #[test]
+fn the_costly_shape_is_a_working_handler() {
+    // The same shape, small enough to compile quickly: what is refused
+    // above is refused for what compiling it costs, nothing else.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = bounded_runtime(&dir.path().join("cache"));
+    let code = runtime
+        .load_bytes(&component_with_functions(1, 64, 1000), &Limits::default())
+        .unwrap();
+    let params = vec![("sink".to_owned(), "out".to_owned())];
+    let (mut handler, _) = LiveHandler::new(Arc::new(code), params).unwrap();
+    let report = handler.handle(&Message {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: None,
+        value: b"an alert".to_vec(),
+        headers: Vec::new(),
+    });
+    assert_eq!(report.outcome.unwrap().len(), 0, "it drops the message");
+}
+
+#[test]
 fn costly_component_is_stopped_at_the_compile_time_limit_and_not_cached() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -284,4 +343,138 @@ fn examples_compile_in_the_bounded_process_under_default_limits() {
         let report = handler.handle(&alert);
         assert!(report.outcome.is_ok(), "{name}: {:?}", report.outcome.err());
     }
+}
+
+/// The values each handler forwarded to the `stdout` sink so far, with the
+/// version that forwarded them: (handler, version, value).
+fn forwarded(host: &Host) -> Vec<(String, String, String)> {
+    let out = host.stdout();
+    // The last line may still be being written.
+    let complete = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            let text = |key: &str| json[key].as_str().unwrap_or_default().to_owned();
+            (text("handler"), text("version"), text("value"))
+        })
+        .collect()
+}
+
+/// Wait until both handlers have forwarded `value`; the versions that did.
+fn wait_forwarded_by_both(host: &mut Host, value: &str) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut by: Vec<(String, String)> = forwarded(host)
+            .into_iter()
+            .filter(|(_, _, v)| v == value)
+            .map(|(handler, version, _)| (handler, version))
+            .collect();
+        by.sort();
+        if by.len() >= 2 {
+            return by;
+        }
+        host.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "`{value}` was not forwarded by both handlers: {by:?}\n{}",
+            host.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hot_swap_to_a_costly_component_is_refused_and_every_handler_keeps_running() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Two handlers running the `poison` guest, which forwards every message
+    // to the `stdout` sink; `swapped` has a compile memory limit the guest
+    // fits in and the costly component does not.
+    let guest =
+        std::fs::read(Path::new(env!("ALERTHOST_TEST_GUESTS")).join("poison.wasm")).unwrap();
+    let steady = dir.path().join("steady.wasm");
+    let swapped = dir.path().join("swapped.wasm");
+    std::fs::write(&steady, &guest).unwrap();
+    std::fs::write(&swapped, &guest).unwrap();
+    let handler = |name: &str, component: &Path, limits: &str| {
+        format!(
+            r#"
+[[handler]]
+name = {name}
+component = {component}
+topics = [{topic}]
+forward_to = ["out"]
+params = {{ sink = "out" }}
+{limits}
+"#,
+            name = toml_str(name),
+            component = toml_str(component.to_str().unwrap()),
+            topic = toml_str(&topic),
+        )
+    };
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[source]
+bootstrap_servers = {servers}
+topics = [{topic}]
+group_id = {group}
+
+[sinks.out]
+type = "stdout"
+
+[runtime]
+cache_dir = {cache}
+{steady}{swapped}"#,
+            servers = toml_str(kafka.servers()),
+            topic = toml_str(&topic),
+            group = toml_str(random_group()),
+            cache = toml_str(cache.to_str().unwrap()),
+            steady = handler("steady", &steady, ""),
+            swapped = handler(
+                "swapped",
+                &swapped,
+                "[handler.limits]\nmax_compile_mib = 256"
+            ),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_for_stderr("partitions assigned", Duration::from_secs(60));
+    kafka.produce(&topic, &[Outgoing::new(0, "before")]);
+    let before = wait_forwarded_by_both(&mut host, "before");
+    let version = before[0].1.clone();
+    assert_eq!(
+        before,
+        [
+            ("steady".into(), version.clone()),
+            ("swapped".into(), version.clone())
+        ]
+    );
+    assert_eq!(artifacts(&cache).len(), 1, "{:?}", artifacts(&cache));
+
+    // Deployed the way a deploy does it: beside, then renamed over.
+    let tmp = dir.path().join("swapped.wasm.new");
+    std::fs::write(&tmp, costly_component()).unwrap();
+    std::fs::rename(&tmp, &swapped).unwrap();
+    host.wait_for_stderr("rejected", Duration::from_secs(60));
+    let stderr = host.stderr();
+    let rejected = stderr.lines().find(|l| l.contains("rejected")).unwrap();
+    for needle in ["`swapped`", "swapped.wasm", "256 MiB", "max_compile_mib"] {
+        assert!(rejected.contains(needle), "no {needle:?} in: {rejected}");
+    }
+
+    kafka.produce(&topic, &[Outgoing::new(0, "after")]);
+    let after = wait_forwarded_by_both(&mut host, "after");
+    assert_eq!(
+        after, before,
+        "both handlers run the version they ran before"
+    );
+    assert!(!stderr.contains("handler swapped"), "{stderr}");
+    assert_eq!(artifacts(&cache).len(), 1, "{:?}", artifacts(&cache));
+    host.stop_cleanly();
 }
