@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alerthost::bindings::Message;
-use alerthost::runtime::{Compiler, Limits, LiveHandler, Runtime, RuntimeOptions};
+use alerthost::runtime::{Limits, LiveHandler, Runtime, RuntimeOptions};
 use alerthost_tests::{
-    Host, Outgoing, alerthost_bin, example, files_under, random_group, random_topic, require_kafka,
-    start_host, toml_str, write_config,
+    Host, Outgoing, example, files_under, random_group, random_topic, require_kafka,
+    runtime_options, start_host, toml_str, write_config,
 };
 use wasm_encoder::{
     CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
@@ -169,12 +169,11 @@ fn costly_component() -> Vec<u8> {
 }
 
 /// A runtime that compiles in a child process of the `alerthost` binary,
-/// as the host does, with a cache in `cache`.
+/// as the host does (see [`runtime_options`]), with a cache in `cache`.
 fn bounded_runtime(cache: &Path) -> Runtime {
     Runtime::new(&RuntimeOptions {
         cache_dir: Some(cache.to_owned()),
-        compiler: Compiler::Process(alerthost_bin().to_owned()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .unwrap()
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alerthost::bindings::{Action, Message};
-use alerthost::runtime::{Limits, LiveHandler, Runtime, RuntimeOptions};
-use alerthost_tests::example;
+use alerthost::runtime::{Limits, LiveHandler, Runtime};
+use alerthost_tests::{example, runtime_options};
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -28,7 +28,7 @@ fn samples() -> Vec<PathBuf> {
 
 /// Decision per sample file name: the actions, or the error kind.
 fn run(name: &str, params: &[(&str, &str)]) -> BTreeMap<String, Result<Vec<Action>, String>> {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     let code = runtime
         .load_file(&example(name), &Limits::default())
         .unwrap();

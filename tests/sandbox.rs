@@ -12,6 +12,7 @@ use alerthost::bindings::Message;
 use alerthost::runtime::{
     FailureKind, INIT_TIMEOUT, Limits, LiveHandler, MAX_FAILURE_TEXT_BYTES, Runtime, RuntimeOptions,
 };
+use alerthost_tests::runtime_options;
 
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("ALERTHOST_TEST_GUESTS")).join(format!("{name}.wasm"))
@@ -21,7 +22,7 @@ fn guest(name: &str) -> PathBuf {
 fn runtime() -> Runtime {
     Runtime::new(&RuntimeOptions {
         fuel: true,
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .unwrap()
 }
@@ -29,7 +30,7 @@ fn runtime() -> Runtime {
 /// Both engines a host may build: without fuel (the usual production one)
 /// and with it.
 fn engines() -> [Runtime; 2] {
-    [Runtime::new(&RuntimeOptions::default()).unwrap(), runtime()]
+    [Runtime::new(&runtime_options()).unwrap(), runtime()]
 }
 
 fn start(runtime: &Runtime, name: &str, limits: &Limits) -> LiveHandler {
@@ -253,7 +254,7 @@ fn compiled_component_is_cached_for_the_next_start() {
     let cache = tempfile::tempdir().unwrap();
     let options = RuntimeOptions {
         cache_dir: Some(cache.path().to_owned()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     };
     let first = Runtime::new(&options).unwrap();
     let code = first
@@ -301,7 +302,7 @@ fn sleeping_in_handle_times_out_within_twice_the_limit() {
 
 #[test]
 fn sleeping_in_init_is_stopped_at_the_init_timeout() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     let code = Arc::new(
         runtime
             .load_file(&guest("sleepy"), &Limits::default())
@@ -318,7 +319,7 @@ fn sleeping_in_init_is_stopped_at_the_init_timeout() {
 
 #[test]
 fn slow_init_after_a_trap_does_not_stretch_the_next_message() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     let limits = Limits::default();
     let code = runtime.load_file(&guest("slow-init"), &limits).unwrap();
     let spin = Duration::from_secs(3);
@@ -353,7 +354,7 @@ fn slow_init_after_a_trap_does_not_stretch_the_next_message() {
 
 #[test]
 fn huge_error_texts_are_cut_for_every_consumer() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     // Time enough to build tens of MiB of text: sizes are tested here.
     let limits = Limits {
         memory_mib: 512,
@@ -385,7 +386,7 @@ fn huge_error_texts_are_cut_for_every_consumer() {
 
 #[test]
 fn oversized_values_are_refused_while_lifted() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     let limits = Limits {
         memory_mib: 1024,
         timeout_ms: 20_000,
@@ -411,7 +412,7 @@ fn oversized_values_are_refused_while_lifted() {
 
 #[test]
 fn guest_text_cannot_forge_host_log_lines() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     let mut handler = start(&runtime, "bloat", &Limits::default());
     let report = handler.handle(&message(b"forge"));
     let failure = report.outcome.expect_err("forge fails with a bad record");
@@ -447,7 +448,7 @@ fn component_files_are_read_with_a_bound() {
     for path in [zero, fifo] {
         let path2 = path.clone();
         let runtime_error = within(Duration::from_secs(10), move || {
-            let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+            let runtime = Runtime::new(&runtime_options()).unwrap();
             format!(
                 "{:#}",
                 runtime.load_file(&path2, &Limits::default()).unwrap_err()
@@ -476,7 +477,7 @@ fn refused_component_is_never_compiled_or_cached() {
     let dir = cache.path().join("components");
     let runtime = Runtime::new(&RuntimeOptions {
         cache_dir: Some(dir.clone()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .unwrap();
     for name in ["outside", "no-handle"] {
@@ -496,7 +497,7 @@ fn cache_directory_is_private() {
     let dir = cache.path().join("components");
     let runtime = Runtime::new(&RuntimeOptions {
         cache_dir: Some(dir.clone()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .unwrap();
     runtime
@@ -516,7 +517,7 @@ fn substituted_cache_artifact_is_refused() {
     let dir = cache.path().join("components");
     let options = RuntimeOptions {
         cache_dir: Some(dir.clone()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     };
     let limits = Limits::default();
     let first = Runtime::new(&options).unwrap();
@@ -555,7 +556,7 @@ fn cache_directory_others_can_write_is_not_used() {
     let limits = Limits::default();
     Runtime::new(&RuntimeOptions {
         cache_dir: Some(good_dir.clone()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .unwrap()
     .load_file(&guest("panic"), &limits)
@@ -576,7 +577,7 @@ fn cache_directory_others_can_write_is_not_used() {
     );
     let runtime = Runtime::new(&RuntimeOptions {
         cache_dir: Some(shared_dir.clone()),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .expect("a cache that cannot be used costs time, never the start");
     let code = runtime.load_file(&guest("panic"), &limits).unwrap();
@@ -591,7 +592,7 @@ fn cache_that_cannot_be_created_costs_time_not_the_start() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let runtime = Runtime::new(&RuntimeOptions {
         cache_dir: Some(file.path().join("components")),
-        ..RuntimeOptions::default()
+        ..runtime_options()
     })
     .expect("the host starts without a cache");
     let code = runtime

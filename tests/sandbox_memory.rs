@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use alerthost::runtime::{FailureKind, Limits, LiveHandler, MAX_MEMORIES, Runtime, RuntimeOptions};
+use alerthost::runtime::{FailureKind, Limits, LiveHandler, MAX_MEMORIES, Runtime};
+use alerthost_tests::runtime_options;
 use wasm_encoder::{
     CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
     MemoryType, Module, StartSection, TypeSection, ValType,
@@ -119,7 +120,7 @@ fn peak_rss() -> u64 {
 
 #[test]
 fn many_large_memories_are_refused_and_rss_stays_bounded() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     let limits = Limits::default();
     // Over the count of memories an instance may have, and within it: the
     // memories together are over the 64 MiB of the instance either way.
@@ -142,7 +143,7 @@ fn many_large_memories_are_refused_and_rss_stays_bounded() {
 
 #[test]
 fn memories_within_the_limit_together_are_granted() {
-    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let runtime = Runtime::new(&runtime_options()).unwrap();
     // Four memories of 8 MiB: 32 MiB in all, within the default 64 MiB.
     let code = runtime
         .load_bytes(&many_memories(4, 128), &Limits::default())

@@ -84,6 +84,16 @@ pub fn alerthost_bin() -> &'static Path {
     })
 }
 
+/// Runtime options as the `alerthost` binary builds them: components are
+/// compiled in a child process of [`alerthost_bin`], within each handler's
+/// compile limits, never in the test process.
+pub fn runtime_options() -> alerthost::runtime::RuntimeOptions {
+    alerthost::runtime::RuntimeOptions {
+        compiler: alerthost::runtime::Compiler::Process(alerthost_bin().to_owned()),
+        ..alerthost::runtime::RuntimeOptions::default()
+    }
+}
+
 /// The example handler components, `<dir>/{save_all,gbm_subthreshold,sky_region}.wasm`,
 /// built once per test process (a no-op when they are up to date) with
 /// `cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml`.
