@@ -29,9 +29,9 @@ use wasm_encoder::{
 
 /// A working handler-world component that drops every message (`init` and
 /// `handle` return a pointer to zeroed memory: `ok`, and `ok` with no
-/// actions; `cabi_realloc` bumps a pointer), plus `functions` functions,
-/// never called, of `steps` multiply steps over `locals` locals.
-fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> {
+/// actions; `cabi_realloc` bumps a pointer), plus `extra` functions of type
+/// `(i64) -> i64` that are never called.
+fn handler_component(extra: &[Function]) -> Vec<u8> {
     use ValType::{I32, I64};
     let mut types = TypeSection::new();
     // init(params: list<tuple<string, string>>) -> result<_, string>
@@ -53,7 +53,7 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
     for ty in 0..3 {
         function_section.function(ty);
     }
-    for _ in 0..functions {
+    for _ in extra {
         function_section.function(3);
     }
     let mut memories = MemorySection::new();
@@ -104,32 +104,8 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
         realloc.instruction(&instruction);
     }
     code.function(&realloc);
-    for f in 0..functions {
-        let mut body = Function::new([(locals, I64)]);
-        // Every local starts from the parameter, so none is constant.
-        for local in 1..=locals {
-            body.instruction(&Instruction::LocalGet(0));
-            body.instruction(&Instruction::I64Const(i64::from(local + f)));
-            body.instruction(&Instruction::I64Add);
-            body.instruction(&Instruction::LocalSet(local));
-        }
-        for step in 0..steps {
-            let a = 1 + (step * 7 + f) % locals;
-            let b = 1 + (step * 13 + 5) % locals;
-            let c = 1 + (step * 29 + 3) % locals;
-            body.instruction(&Instruction::LocalGet(a));
-            body.instruction(&Instruction::LocalGet(b));
-            body.instruction(&Instruction::I64Mul);
-            body.instruction(&Instruction::LocalSet(c));
-        }
-        // Use every local, so none of the work is dead.
-        body.instruction(&Instruction::LocalGet(1));
-        for local in 2..=locals {
-            body.instruction(&Instruction::LocalGet(local));
-            body.instruction(&Instruction::I64Xor);
-        }
-        body.instruction(&Instruction::End);
-        code.function(&body);
+    for body in extra {
+        code.function(body);
     }
 
     let mut module = Module::new();
@@ -158,6 +134,46 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
         .unwrap()
         .encode()
         .unwrap()
+}
+
+/// `functions` functions of `steps` multiply steps over `locals` locals,
+/// each keeping all its locals alive to the end.
+fn multiply_functions(functions: u32, locals: u32, steps: u32) -> Vec<Function> {
+    use ValType::I64;
+    (0..functions)
+        .map(|f| {
+            let mut body = Function::new([(locals, I64)]);
+            // Every local starts from the parameter, so none is constant.
+            for local in 1..=locals {
+                body.instruction(&Instruction::LocalGet(0));
+                body.instruction(&Instruction::I64Const(i64::from(local + f)));
+                body.instruction(&Instruction::I64Add);
+                body.instruction(&Instruction::LocalSet(local));
+            }
+            for step in 0..steps {
+                let a = 1 + (step * 7 + f) % locals;
+                let b = 1 + (step * 13 + 5) % locals;
+                let c = 1 + (step * 29 + 3) % locals;
+                body.instruction(&Instruction::LocalGet(a));
+                body.instruction(&Instruction::LocalGet(b));
+                body.instruction(&Instruction::I64Mul);
+                body.instruction(&Instruction::LocalSet(c));
+            }
+            // Use every local, so none of the work is dead.
+            body.instruction(&Instruction::LocalGet(1));
+            for local in 2..=locals {
+                body.instruction(&Instruction::LocalGet(local));
+                body.instruction(&Instruction::I64Xor);
+            }
+            body.instruction(&Instruction::End);
+            body
+        })
+        .collect()
+}
+
+/// A working handler component with `functions` multiply functions.
+fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> {
+    handler_component(&multiply_functions(functions, locals, steps))
 }
 
 /// A component of 2 MB that takes a wasmtime compiler about 400 MiB and
@@ -275,6 +291,25 @@ fn the_costly_shape_is_a_working_handler() {
         headers: Vec::new(),
     });
     assert_eq!(report.outcome.unwrap().len(), 0, "it drops the message");
+}
+
+#[test]
+fn component_the_compiler_finds_invalid_is_refused_with_its_reason() {
+    // A function of type (i64) -> i64 that returns nothing: the component
+    // parses, and only validation while compiling finds the fault.
+    let mut returns_nothing = Function::new([]);
+    returns_nothing.instruction(&Instruction::End);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let runtime = bounded_runtime(&cache);
+    let error = runtime
+        .load_bytes(&handler_component(&[returns_nothing]), &Limits::default())
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("not a valid component"), "{text}");
+    assert!(text.contains("type mismatch"), "{text}");
+    assert!(!text.contains("max_compile"), "not a limit: {text}");
+    assert!(artifacts(&cache).is_empty(), "{:?}", artifacts(&cache));
 }
 
 #[test]

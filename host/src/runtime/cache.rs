@@ -29,9 +29,9 @@ use wasmtime::component::Component;
 const MAC_BYTES: usize = 32;
 /// Bytes of the MAC key.
 const KEY_BYTES: usize = 32;
-/// Largest cache file read: far above the artifact of the largest component
-/// accepted.
-const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+/// Largest cache file read, and largest artifact a compiler process may
+/// hand the host: far above the artifact of the largest component accepted.
+pub(crate) const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
 /// Compiled components on disk.
 #[derive(Clone)]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use wasmtime::{Config, Engine};
 
+use super::cache::MAX_ARTIFACT_BYTES;
 use super::limits::Limits;
 use crate::cli::CompileArgs;
 
@@ -125,8 +126,9 @@ pub(crate) fn compile_in_child(
         child.stdout.take().expect("piped stdout"),
         child.stderr.take().expect("piped stderr"),
     );
-    // The artifact cannot be larger than the child's address space.
-    let max_artifact = limits.max_compile_bytes();
+    // The artifact cannot be larger than the child's address space, and is
+    // never larger than the cache would read back.
+    let max_artifact = limits.max_compile_bytes().min(MAX_ARTIFACT_BYTES);
     let (status, artifact, errors) = std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut stdin = stdin;
@@ -166,7 +168,10 @@ pub(crate) fn compile_in_child(
     if status.success() {
         let artifact = artifact.context("cannot read the compiled component")?;
         if artifact.len() as u64 > max_artifact {
-            return Err(over_memory());
+            anyhow::bail!(
+                "its compiled code is larger than the {max_artifact} bytes the host accepts; \
+                 nothing was cached"
+            );
         }
         return Ok(artifact);
     }
