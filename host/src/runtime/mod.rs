@@ -269,10 +269,7 @@ impl Runtime {
         let from_cache = cached.is_some();
         let (component, artifact) = match cached {
             Some(component) => (component, None),
-            None => {
-                let (component, artifact) = self.compile(bytes, limits)?;
-                (component, Some(artifact))
-            }
+            None => self.compile(bytes, limits)?,
         };
         let load_time = started.elapsed();
 
@@ -284,8 +281,13 @@ impl Runtime {
             anyhow::anyhow!("its exports do not match the alerthost:handler world: {e:#}")
         })?;
         // Only a component the host accepts is kept.
-        if let (Some(artifact), Some(cache)) = (artifact, &self.cache) {
-            cache.put(&version, &artifact);
+        if !from_cache && let Some(cache) = &self.cache {
+            match artifact.map_or_else(|| component.serialize(), Ok) {
+                Ok(artifact) => cache.put(&version, &artifact),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot serialize a compiled component for the cache");
+                }
+            }
         }
         Ok(HandlerCode {
             pre,
@@ -306,18 +308,19 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// Compile `bytes` with this runtime's compiler: the component and its
-    /// serialized artifact, for the cache.
-    fn compile(&self, bytes: &[u8], limits: &Limits) -> anyhow::Result<(Component, Vec<u8>)> {
+    /// Compile `bytes` with this runtime's compiler: the component, and its
+    /// serialized artifact when the compiler produced one (for the cache).
+    fn compile(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> anyhow::Result<(Component, Option<Vec<u8>>)> {
         match &self.compiler {
             Compiler::InProcess => {
                 let component = Component::new(&self.engine, bytes).map_err(|e| {
                     anyhow::anyhow!("it is truncated or not a valid component: {e:#}")
                 })?;
-                let artifact = component
-                    .serialize()
-                    .map_err(|e| anyhow::anyhow!("cannot serialize the compiled component: {e}"))?;
-                Ok((component, artifact))
+                Ok((component, None))
             }
             Compiler::Process(exe) => {
                 let artifact = compile::compile_in_child(exe, bytes, self.fuel, limits)?;
@@ -341,7 +344,7 @@ impl Runtime {
                             exe.display()
                         )
                     })?;
-                Ok((component, artifact))
+                Ok((component, Some(artifact)))
             }
         }
     }
