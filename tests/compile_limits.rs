@@ -176,10 +176,9 @@ fn component_with_functions(functions: u32, locals: u32, steps: u32) -> Vec<u8> 
     handler_component(&multiply_functions(functions, locals, steps))
 }
 
-/// A component of 2 MB that takes a wasmtime compiler about 400 MiB and
-/// 10 s of CPU (release build, idle core) to compile: one function of
-/// 300 000 multiply steps over 64 live locals. The examples compile in
-/// under 100 MiB and 0.2 s.
+/// A component of 2 MB that takes the compiler about 400 MiB and 8 s of CPU
+/// (release build) to compile: one function of 300 000 multiply steps over
+/// 64 live locals. The examples compile in under 100 MiB and 0.3 s.
 fn costly_component() -> Vec<u8> {
     component_with_functions(1, 64, 300_000)
 }

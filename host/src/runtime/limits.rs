@@ -37,7 +37,8 @@ pub struct Limits {
     /// limit; the component is refused and nothing is cached.
     pub max_compile_ms: u64,
     /// Address space of the process that compiles the component, in MiB
-    /// (default 2048). A compilation that needs more fails there, not in the
+    /// (default 2048; the compiler's own code and threads take under
+    /// 100 MiB of it). A compilation that needs more fails there, not in the
     /// host; the component is refused and nothing is cached.
     pub max_compile_mib: u64,
 }
