@@ -33,8 +33,11 @@ pub const COMPILE_COMMAND: &str = "compile-component";
 /// (its error is on stderr), as opposed to a crash or a limit.
 const EXIT_INVALID: u8 = 3;
 
-/// Bytes of the child's stderr kept for the error message.
+/// Bytes of the child's stderr read (the rest is drained).
 const MAX_STDERR_BYTES: u64 = 16 << 10;
+
+/// Characters of the compiler's reason kept in the error message.
+const MAX_REASON_CHARS: usize = 1000;
 
 /// How often the host looks whether the child has finished.
 const POLL: Duration = Duration::from_millis(5);
@@ -178,17 +181,24 @@ pub(crate) fn compile_in_child(
     if out_of_memory(&errors) {
         return Err(over_memory());
     }
+    // What the compiler said, in one line of bounded length: a crash may
+    // print a backtrace after it.
+    let said = errors.lines().next().unwrap_or_default();
+    let said = match said.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &said[..cut]),
+        None => said.to_owned(),
+    };
     if status.code() == Some(i32::from(EXIT_INVALID)) {
-        anyhow::bail!("it is truncated or not a valid component: {errors}");
+        anyhow::bail!("it is truncated or not a valid component: {said}");
     }
     if killed_for_cpu(&status) {
         return Err(over_time());
     }
     anyhow::bail!(
-        "the compiler process failed ({status}){}{errors}; nothing was cached. If the component \
+        "the compiler process failed ({status}){}{said}; nothing was cached. If the component \
          is large, raise `max_compile_mib` (now {} MiB) or `max_compile_ms` (now {} ms) in \
          [handler.limits]",
-        if errors.is_empty() { "" } else { ": " },
+        if said.is_empty() { "" } else { ": " },
         limits.max_compile_mib,
         limits.max_compile_ms,
     )
