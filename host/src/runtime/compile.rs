@@ -108,6 +108,9 @@ pub(crate) fn compile_in_child(
         .arg(limits.max_compile_mib.to_string())
         .arg("--max-cpu-ms")
         .arg(max_cpu_ms.to_string())
+        // The compiler needs nothing of the host's environment, which may
+        // hold its Kafka secrets.
+        .env_clear()
         // Without this, glibc reserves 64 MiB of address space per thread
         // arena, which would count against the limit without being used.
         .env("MALLOC_ARENA_MAX", "2")
