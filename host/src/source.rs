@@ -187,13 +187,7 @@ impl ClientContext for SourceContext {
         let text = format!("{error}: {reason}");
         let mut last = lock(&self.last_error);
         if last.as_deref() != Some(text.as_str()) {
-            let auth = matches!(
-                error.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-            ) || reason.contains("SASL")
-                || reason.contains("OAUTHBEARER")
-                || reason.contains("token");
-            if auth {
+            if is_auth_error(&error) {
                 tracing::error!(
                     "kafka authentication failed: {reason} (check the client id and secret)"
                 );
@@ -204,6 +198,19 @@ impl ClientContext for SourceContext {
             *last = Some(text);
         }
     }
+}
+
+/// Whether a client error is an authentication failure. Decided by its
+/// code alone: librdkafka reports refused credentials and a token it could
+/// not get (`Failed to acquire SASL OAUTHBEARER token`) as
+/// `Authentication`, and the broker's refusal as `SaslAuthenticationFailed`,
+/// while the text of other errors may contain any word (a broker or topic
+/// named `token…`).
+fn is_auth_error(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
 }
 
 impl ConsumerContext for SourceContext {
@@ -1050,5 +1057,27 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_authentication_codes_are_auth_errors() {
+        assert!(is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::Authentication
+        )));
+        assert!(is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::SaslAuthenticationFailed
+        )));
+        // "token-broker.invalid:9092/bootstrap: Failed to resolve ..."
+        assert!(!is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::Resolve
+        )));
+        assert!(!is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
     }
 }
