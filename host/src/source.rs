@@ -456,7 +456,7 @@ impl SourceContext {
                 tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
             }
             if self.commit {
-                commit(consumer, &tracks);
+                let _ = commit(consumer, &tracks);
             }
         }
         let unassigned = match consumer.rebalance_protocol() {
@@ -489,15 +489,43 @@ fn describe(tps: &[(String, i32)]) -> String {
         .join(", ")
 }
 
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// Committed, or nothing had moved.
+    Done,
+    /// Failed; asking again may work (the coordinator was away or busy).
+    Failed,
+    /// Refused for good: the group no longer counts this member in the
+    /// generation the commit was made under.
+    Refused,
+}
+
+/// Whether a failed commit cannot succeed by asking again: the member was
+/// expelled (its session expired, another took its place) or its
+/// generation or epoch is over. Its partitions belong to the next
+/// assignment now.
+fn commit_refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::StaleMemberEpoch
+        )
+    )
+}
+
 /// Commit the positions of `tracks` that moved, synchronously; the tracks
 /// learn what was committed.
-fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]) {
+fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]) -> Committed {
     let positions: Vec<(&Arc<PartitionTrack>, i64)> = tracks
         .iter()
         .filter_map(|t| t.uncommitted().map(|p| (t, p)))
         .collect();
     if positions.is_empty() {
-        return;
+        return Committed::Done;
     }
     let mut tpl = TopicPartitionList::new();
     for (track, position) in &positions {
@@ -511,8 +539,16 @@ fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]
                 track.committed(*position);
                 metrics.partition_committed(track.topic(), track.partition(), *position);
             }
+            Committed::Done
         }
-        Err(error) => tracing::warn!(%error, "commit failed; it is tried again"),
+        Err(error) if commit_refused_for_good(&error) => {
+            tracing::warn!(%error, "commit refused: the group no longer counts this member (its session expired or another member took its place); these positions are committed by the next owner of the partitions");
+            Committed::Refused
+        }
+        Err(error) => {
+            tracing::warn!(%error, "commit failed; it is tried again");
+            Committed::Failed
+        }
     }
 }
 
@@ -521,24 +557,27 @@ fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]
 struct Committer {
     jobs: Option<SyncSender<Vec<Arc<PartitionTrack>>>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Commits asked for, and commits finished.
+    /// Commits asked for.
     asked: u64,
-    finished: Arc<(Mutex<u64>, Condvar)>,
+    /// Commits finished, and how the last one ended.
+    finished: Arc<(Mutex<(u64, Committed)>, Condvar)>,
 }
 
 impl Committer {
     fn start(consumer: &Arc<BaseConsumer<SourceContext>>) -> anyhow::Result<Self> {
         let (tx, rx) = sync_channel::<Vec<Arc<PartitionTrack>>>(1);
-        let finished: Arc<(Mutex<u64>, Condvar)> = Arc::default();
+        let finished = Arc::new((Mutex::new((0, Committed::Done)), Condvar::new()));
         let consumer = Arc::clone(consumer);
         let done = Arc::clone(&finished);
         let thread = std::thread::Builder::new()
             .name("alerthost-commit".into())
             .spawn(move || {
                 for tracks in rx {
-                    commit(&consumer, &tracks);
-                    let (count, signal) = &*done;
-                    *lock(count) += 1;
+                    let outcome = commit(&consumer, &tracks);
+                    let (state, signal) = &*done;
+                    let mut state = lock(state);
+                    state.0 += 1;
+                    state.1 = outcome;
                     signal.notify_all();
                 }
             })
@@ -553,7 +592,12 @@ impl Committer {
 
     /// Whether the last commit asked for has finished.
     fn idle(&self) -> bool {
-        *lock(&self.finished.0) == self.asked
+        lock(&self.finished.0).0 == self.asked
+    }
+
+    /// How the last commit finished ended.
+    fn last(&self) -> Committed {
+        lock(&self.finished.0).1
     }
 
     /// Ask for a commit of `tracks` (when none is running).
@@ -569,9 +613,9 @@ impl Committer {
     /// Wait until the last commit asked for finished, or `deadline`.
     /// Returns whether it finished.
     fn wait(&self, deadline: Instant) -> bool {
-        let (count, signal) = &*self.finished;
-        let mut state = lock(count);
-        while *state != self.asked {
+        let (state, signal) = &*self.finished;
+        let mut state = lock(state);
+        while state.0 != self.asked {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -943,9 +987,16 @@ impl Source {
         let drained = tracks.iter().all(|t| t.drain(deadline, give_up));
         let mut committer = self.committer;
         let mut committed = !context.commit;
+        let mut refused = false;
         if context.commit {
             // On the commit thread, so an absent coordinator cannot hold the
-            // exit past the deadline; a failed commit is tried again.
+            // exit past the deadline. A failed commit is tried again after
+            // a pause (growing, within the deadline); one the group refuses
+            // for good is not.
+            let mut pause = Duration::from_millis(100);
+            // Whether the last commit waited for is one asked for here (not
+            // a periodic one of an earlier assignment).
+            let mut ours = false;
             while Instant::now() < deadline {
                 if !committer.wait(deadline) {
                     break;
@@ -954,7 +1005,20 @@ impl Source {
                     committed = true;
                     break;
                 }
+                match committer.last() {
+                    Committed::Refused if ours => {
+                        refused = true;
+                        break;
+                    }
+                    Committed::Failed if ours => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        std::thread::sleep(pause.min(left));
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    _ => {}
+                }
                 committer.ask(tracks.clone());
+                ours = true;
             }
         }
         committer.close();
@@ -970,10 +1034,12 @@ impl Source {
             tracing::warn!(
                 "not committed past {} ({}); those messages are handled again after a restart",
                 behind.join(", "),
-                if drained {
-                    "the commit did not complete in time"
-                } else {
+                if !drained {
                     "messages were still in flight"
+                } else if refused {
+                    "the group refused the commit"
+                } else {
+                    "the commit did not complete in time"
                 }
             );
         }
