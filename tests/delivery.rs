@@ -1289,6 +1289,71 @@ fn reset_latest_is_committed_before_any_message_is_handled() {
     );
 }
 
+/// A reset backwards, against a group that has committed the end of the
+/// topic: `--reset earliest` handles every message again, and `--since` a
+/// time before the committed offset handles the messages from that time
+/// again; each run moves the group's commit back to where it starts (the
+/// tracker follows a position that goes backwards) and ends with the end
+/// of the topic committed again.
+#[test]
+fn reset_and_since_before_the_committed_offset_handle_those_messages_again() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    let now = now_millis();
+    let messages: Vec<Outgoing> = (0..10)
+        .map(|i| {
+            let at = if i < 5 {
+                now - 10 * 60_000
+            } else {
+                now - 60_000
+            };
+            Outgoing::new(0, format!("m{i}")).at(at)
+        })
+        .collect();
+    kafka.produce(&topic, &messages);
+    kafka.commit_offsets(&group, &topic, &[(0, 10)]);
+    let all_committed = BTreeMap::from([(0, Some(10))]);
+    let run = |args: &[&str], expected: BTreeSet<(i32, i64)>| {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "{}{}{}",
+                source(
+                    &kafka,
+                    &[&topic],
+                    Some(&group),
+                    // A run that leaves without a goodbye holds the group
+                    // for a session timeout at most.
+                    r#"librdkafka = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }"#
+                ),
+                file_sink("files", &files),
+                handler(
+                    "save-all",
+                    &example("save_all"),
+                    &[&topic],
+                    "save_to = \"files\""
+                ),
+            ),
+        );
+        let mut host = start_host(&config, args);
+        host.wait_until(
+            &format!("{} messages to be saved again", expected.len()),
+            SETTLE,
+            || saved_offsets(&files, &topic).len() >= expected.len(),
+        );
+        wait_committed(&mut host, &kafka, &group, &topic, &all_committed);
+        host.stop_cleanly();
+        assert_eq!(saved_offsets(&files, &topic), expected, "{args:?}");
+        assert_eq!(kafka.committed_offsets(&group, &topic), all_committed);
+    };
+    run(&["--reset", "earliest"], (0..10).map(|o| (0, o)).collect());
+    let since = rfc3339_millis(now - 5 * 60_000);
+    run(&["--since", &since], (5..10).map(|o| (0, o)).collect());
+}
+
 /// Issue 8 item 4, audit #9: `--since` without `--until` replays from that
 /// time, then follows live messages, and commits with a group.
 #[test]
@@ -1455,6 +1520,65 @@ fn until_in_the_future_follows_live_messages_until_that_time() {
     assert_eq!(
         saved_offsets(&files, &topic),
         BTreeSet::from([(0, 0), (0, 1)])
+    );
+}
+
+/// A range that follows live messages (an `--until` still to come) reads a
+/// partition added to its topic during the run, from its first message
+/// (audit #9: partitions added during a ranged run were ignored).
+#[test]
+fn range_until_a_future_time_reads_partitions_added_during_the_run() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let start = now_millis();
+    kafka.produce(&topic, &[Outgoing::new(0, "before").at(start - 1000)]);
+    let until = start + 15_000;
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            source(&kafka, &[&topic], None, ""),
+            file_sink("files", &files),
+            handler(
+                "save-all",
+                &example("save_all"),
+                &[&topic],
+                "save_to = \"files\""
+            ),
+        ),
+    );
+    let mut host = start_host(
+        &config,
+        &[
+            "--since",
+            &rfc3339_millis(start - 60_000),
+            "--until",
+            &rfc3339_millis(until),
+        ],
+    );
+    host.wait_until("the message before start-up to be saved", SETTLE, || {
+        saved_offsets(&files, &topic).contains(&(0, 0))
+    });
+    kafka.add_partitions(&topic, 2);
+    let live = now_millis();
+    assert!(
+        live < until - 5000,
+        "precondition: the host started too slowly to add a partition well before --until"
+    );
+    kafka.produce(
+        &topic,
+        &[Outgoing::new(1, "first of the new partition").at(live)],
+    );
+    let status = host.wait_exit(SETTLE + Duration::from_secs(15));
+    assert!(status.success(), "the run ends with 0, got {status}");
+    assert_eq!(
+        saved_offsets(&files, &topic),
+        BTreeSet::from([(0, 0), (1, 0)]),
+        "the new partition's message is read:\n{}",
+        host.stderr()
     );
 }
 

@@ -39,6 +39,9 @@ use crate::telemetry::Metrics;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a revoke waits for in-flight messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a range that follows live messages looks for partitions
+/// created during the run.
+const NEW_PARTITIONS_PERIOD: Duration = Duration::from_secs(2);
 /// How long one request made while assigning may take.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -914,6 +917,85 @@ impl Source {
         Ok(())
     }
 
+    /// A range that follows live messages (an `--until` still to come)
+    /// also reads partitions created during the run: each new partition of
+    /// a selected topic is read from its beginning (its messages are all
+    /// newer than the run's start; the time window filters them as any).
+    fn follow_new_partitions(&mut self) -> anyhow::Result<()> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, ASSIGN_TIMEOUT)
+            .context("cannot read the cluster's topics")?;
+        let context = self.consumer.context();
+        let mut assignment = TopicPartitionList::new();
+        let mut lanes = Vec::new();
+        {
+            let tracks = lock(&context.tracks);
+            for topic in metadata.topics() {
+                let name = topic.name();
+                if name.starts_with("__")
+                    || topic.error().is_some()
+                    || !self.options.topics.iter().any(|s| s.matches(name))
+                {
+                    continue;
+                }
+                let shared: Arc<str> = Arc::from(name);
+                for partition in topic.partitions() {
+                    let key = (Arc::clone(&shared), partition.id());
+                    if tracks.contains_key(&key) {
+                        continue;
+                    }
+                    let queue = self
+                        .consumer
+                        .split_partition_queue(name, partition.id())
+                        .with_context(|| {
+                            format!("cannot open a queue for {name}[{}]", partition.id())
+                        })?;
+                    assignment
+                        .add_partition_offset(name, partition.id(), Offset::Beginning)
+                        .context("cannot build the assignment")?;
+                    lanes.push(Lane {
+                        queue,
+                        track: PartitionTrack::new(
+                            Arc::clone(&shared),
+                            partition.id(),
+                            1,
+                            Arc::clone(&self.shutdown),
+                            Arc::clone(&context.budget),
+                        ),
+                        end: None,
+                        window: Some((
+                            self.options.bounds.since.unwrap_or(i64::MIN),
+                            self.options.bounds.until.unwrap_or(i64::MAX),
+                        )),
+                        finished: Arc::clone(&context.finished),
+                    });
+                }
+            }
+        }
+        if lanes.is_empty() {
+            return Ok(());
+        }
+        self.consumer
+            .incremental_assign(&assignment)
+            .context("cannot add the new partitions to the time range")?;
+        let added = partitions_of(&assignment);
+        tracing::info!(partitions = %describe(&added), "partitions created during the time range are read too");
+        {
+            let mut tracks = lock(&context.tracks);
+            for lane in &lanes {
+                tracks.insert(
+                    (Arc::clone(lane.track.topic()), lane.track.partition()),
+                    Arc::clone(&lane.track),
+                );
+            }
+        }
+        for lane in lanes {
+            (context.take)(lane);
+        }
+        Ok(())
+    }
+
     fn range_done(&self) -> bool {
         if let Some(until) = self.live_until {
             return now_millis() >= u128::try_from(until).unwrap_or(0);
@@ -930,6 +1012,7 @@ impl Source {
         let commit_enabled = self.consumer.context().commit;
         let mut last_commit = Instant::now();
         let mut quiet_warned: Option<Instant> = None;
+        let mut last_look = Instant::now();
         let progress = Progress::new(
             self.options.progress,
             self.ranged.map_or(0, |(_, total)| total),
@@ -964,6 +1047,12 @@ impl Source {
                 Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             }
             progress.set(self.stats.messages.get());
+            if self.live_until.is_some() && last_look.elapsed() >= NEW_PARTITIONS_PERIOD {
+                if let Err(error) = self.follow_new_partitions() {
+                    tracing::warn!("{error:#}; looking again later");
+                }
+                last_look = Instant::now();
+            }
             if commit_enabled && last_commit.elapsed() >= self.options.commit_interval {
                 let tracks = self.consumer.context().current_tracks();
                 self.committer.ask(tracks);
