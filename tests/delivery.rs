@@ -1074,6 +1074,170 @@ fn sigterm_with_the_sink_cluster_gone_exits_within_30s_without_committing_forwar
     );
 }
 
+/// Audit finding #12, the final commit at shutdown: it is tried again while
+/// it fails, but within the shutdown deadline, with pauses, and not when the
+/// group has refused it for good. The broker (one of the test's own) is
+/// frozen when SIGTERM comes and thawed past the host's session timeout, so
+/// the group expels the host at the thaw, and a commit that reaches it then
+/// is refused (UNKNOWN_MEMBER_ID, whatever is asked again; before the fix
+/// the host asked again at once, tens of thousands of times, until the
+/// deadline). The host must say what it did not commit and exit in time.
+#[test]
+fn final_commit_refused_by_the_group_is_reported_not_retried_in_a_loop() {
+    if alerthost_tests::kafka_bootstrap().is_none() {
+        return;
+    }
+    let broker = OwnBroker::start();
+    let kafka = broker.client();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 2);
+    let messages: Vec<Outgoing> = (0..40)
+        .map(|i| Outgoing::new(i % 2, format!("m{i}")))
+        .collect();
+    kafka.produce(&topic, &messages);
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    // Only the shutdown commits.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            source(
+                &kafka,
+                &[&topic],
+                Some(&group),
+                r#"librdkafka = { "socket.timeout.ms" = "2000", "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000", "reconnect.backoff.max.ms" = "500" }"#
+            )
+            .replace("commit_interval_ms = 200", "commit_interval_ms = 3600000"),
+            file_sink("files", &files),
+            handler(
+                "save-all",
+                &example("save_all"),
+                &[&topic],
+                "save_to = \"files\""
+            ),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_until("the 40 messages to be saved", SETTLE, || {
+        saved_offsets(&files, &topic).len() == 40
+    });
+    broker.freeze(true);
+    let started = Instant::now();
+    host.signal("TERM");
+    std::thread::sleep(Duration::from_secs(10));
+    broker.freeze(false);
+    host.wait_exit(Duration::from_secs(45));
+    let took = started.elapsed();
+    let stderr = host.stderr();
+    assert!(
+        took < Duration::from_secs(30),
+        "SIGTERM took {took:?}:\n{stderr}"
+    );
+    let attempts = stderr
+        .lines()
+        .filter(|l| l.contains("commit failed") || l.contains("commit refused"))
+        .count();
+    assert!(
+        attempts <= 12,
+        "{attempts} failed final commits logged; expected a few, paced, and none after a refusal"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("not committed") && l.contains(&topic)),
+        "the host says what it did not commit:\n{stderr}"
+    );
+    // The thawed broker may take a moment to serve the group again.
+    let deadline = Instant::now() + SETTLE;
+    let committed = loop {
+        let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            kafka.committed_offsets(&group, &topic)
+        }));
+        match asked {
+            Ok(committed) => break committed,
+            Err(panic) if Instant::now() >= deadline => std::panic::resume_unwind(panic),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    assert_eq!(
+        committed,
+        BTreeMap::from([(0, None), (1, None)]),
+        "nothing was committed by the expelled member"
+    );
+}
+
+/// Audit finding #12: a lost assignment (the session timed out, so the
+/// group has already taken the partitions away) is not drained the way a
+/// revoke is (up to 60 s): nothing of it can be committed anymore. The host
+/// rejoins at once, and commits nothing past the forward it never got
+/// acknowledged. The host is frozen (SIGSTOP) past its session timeout
+/// with a forward to an unreachable cluster in flight.
+#[test]
+fn lost_assignment_rejoins_at_once_without_draining_messages_in_flight() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    produce_values(&kafka, &topic, &["m0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            source(
+                &kafka,
+                &[&topic],
+                Some(&group),
+                r#"librdkafka = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }"#
+            ),
+            kafka_sink("out", "copies", "bootstrap_servers = \"127.0.0.1:1\""),
+            handler(
+                "relay",
+                &guest("poison"),
+                &[&topic],
+                "forward_to = [\"out\"]"
+            ),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_for_stderr("partitions assigned", SETTLE);
+    // Time to read m0 and queue its forward.
+    std::thread::sleep(Duration::from_secs(2));
+    host.signal("STOP");
+    std::thread::sleep(Duration::from_secs(10));
+    host.signal("CONT");
+    let resumed = Instant::now();
+    let deadline = resumed + Duration::from_secs(60);
+    loop {
+        let stderr = host.stderr();
+        if stderr.matches("partitions assigned").count() >= 2 {
+            assert!(
+                stderr.contains("assignment lost"),
+                "the host says the assignment was lost:\n{stderr}"
+            );
+            break;
+        }
+        host.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the host was not assigned the partition again:\n{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = resumed.elapsed();
+    eprintln!("assigned again {took:?} after the host was thawed");
+    assert!(
+        took < Duration::from_secs(20),
+        "the host waited {took:?} for a forward of an assignment it had lost"
+    );
+    let committed = kafka.committed_offsets(&group, &topic)[&0];
+    assert!(
+        committed.unwrap_or(0) == 0,
+        "committed {committed:?}, but the forward of m0 was never acknowledged"
+    );
+    host.terminate(Duration::from_secs(45));
+}
+
 /// Issue 8 item 4, audit #10: `--reset latest` is committed as soon as the
 /// partitions are assigned, with no message handled, so a restart without
 /// `--reset` does not replay the backlog the user skipped.
@@ -1123,6 +1287,71 @@ fn reset_latest_is_committed_before_any_message_is_handled() {
         BTreeSet::from([(0, 20)]),
         "only the message produced after the reset is handled"
     );
+}
+
+/// A reset backwards, against a group that has committed the end of the
+/// topic: `--reset earliest` handles every message again, and `--since` a
+/// time before the committed offset handles the messages from that time
+/// again; each run moves the group's commit back to where it starts (the
+/// tracker follows a position that goes backwards) and ends with the end
+/// of the topic committed again.
+#[test]
+fn reset_and_since_before_the_committed_offset_handle_those_messages_again() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 1);
+    let now = now_millis();
+    let messages: Vec<Outgoing> = (0..10)
+        .map(|i| {
+            let at = if i < 5 {
+                now - 10 * 60_000
+            } else {
+                now - 60_000
+            };
+            Outgoing::new(0, format!("m{i}")).at(at)
+        })
+        .collect();
+    kafka.produce(&topic, &messages);
+    kafka.commit_offsets(&group, &topic, &[(0, 10)]);
+    let all_committed = BTreeMap::from([(0, Some(10))]);
+    let run = |args: &[&str], expected: BTreeSet<(i32, i64)>| {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "{}{}{}",
+                source(
+                    &kafka,
+                    &[&topic],
+                    Some(&group),
+                    // A run that leaves without a goodbye holds the group
+                    // for a session timeout at most.
+                    r#"librdkafka = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }"#
+                ),
+                file_sink("files", &files),
+                handler(
+                    "save-all",
+                    &example("save_all"),
+                    &[&topic],
+                    "save_to = \"files\""
+                ),
+            ),
+        );
+        let mut host = start_host(&config, args);
+        host.wait_until(
+            &format!("{} messages to be saved again", expected.len()),
+            SETTLE,
+            || saved_offsets(&files, &topic).len() >= expected.len(),
+        );
+        wait_committed(&mut host, &kafka, &group, &topic, &all_committed);
+        host.stop_cleanly();
+        assert_eq!(saved_offsets(&files, &topic), expected, "{args:?}");
+        assert_eq!(kafka.committed_offsets(&group, &topic), all_committed);
+    };
+    run(&["--reset", "earliest"], (0..10).map(|o| (0, o)).collect());
+    let since = rfc3339_millis(now - 5 * 60_000);
+    run(&["--since", &since], (5..10).map(|o| (0, o)).collect());
 }
 
 /// Issue 8 item 4, audit #9: `--since` without `--until` replays from that
@@ -1291,6 +1520,65 @@ fn until_in_the_future_follows_live_messages_until_that_time() {
     assert_eq!(
         saved_offsets(&files, &topic),
         BTreeSet::from([(0, 0), (0, 1)])
+    );
+}
+
+/// A range that follows live messages (an `--until` still to come) reads a
+/// partition added to its topic during the run, from its first message
+/// (audit #9: partitions added during a ranged run were ignored).
+#[test]
+fn range_until_a_future_time_reads_partitions_added_during_the_run() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let start = now_millis();
+    kafka.produce(&topic, &[Outgoing::new(0, "before").at(start - 1000)]);
+    let until = start + 15_000;
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            source(&kafka, &[&topic], None, ""),
+            file_sink("files", &files),
+            handler(
+                "save-all",
+                &example("save_all"),
+                &[&topic],
+                "save_to = \"files\""
+            ),
+        ),
+    );
+    let mut host = start_host(
+        &config,
+        &[
+            "--since",
+            &rfc3339_millis(start - 60_000),
+            "--until",
+            &rfc3339_millis(until),
+        ],
+    );
+    host.wait_until("the message before start-up to be saved", SETTLE, || {
+        saved_offsets(&files, &topic).contains(&(0, 0))
+    });
+    kafka.add_partitions(&topic, 2);
+    let live = now_millis();
+    assert!(
+        live < until - 5000,
+        "precondition: the host started too slowly to add a partition well before --until"
+    );
+    kafka.produce(
+        &topic,
+        &[Outgoing::new(1, "first of the new partition").at(live)],
+    );
+    let status = host.wait_exit(SETTLE + Duration::from_secs(15));
+    assert!(status.success(), "the run ends with 0, got {status}");
+    assert_eq!(
+        saved_offsets(&files, &topic),
+        BTreeSet::from([(0, 0), (1, 0)]),
+        "the new partition's message is read:\n{}",
+        host.stderr()
     );
 }
 

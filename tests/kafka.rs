@@ -766,6 +766,43 @@ fn unreachable_broker_fails_within_30s_with_clear_error() {
     );
 }
 
+/// Audit finding #12: client errors were called authentication failures when
+/// their text merely contained "token". A broker address with that word in
+/// it (here one that does not resolve) is a connection error: the host must
+/// say it cannot reach Kafka, not tell the user to check the client id and
+/// secret.
+#[test]
+fn unreachable_broker_named_token_is_a_connection_error_not_an_auth_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = Kafka::new("token-broker.invalid:9092");
+    let config = write_config(
+        dir.path(),
+        &save_all_config(
+            &unreachable,
+            &["alerts"],
+            Some("g"),
+            &dir.path().join("saved"),
+            "",
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    let status = host.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "an unreachable broker is an error");
+    let stderr = host.stderr();
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no final error:\n{stderr}"));
+    assert!(
+        error.contains("cannot reach Kafka at token-broker.invalid:9092"),
+        "the final error says the broker cannot be reached: {error}"
+    );
+    assert!(
+        !stderr.contains("authentication failed") && !error.contains("authenticate"),
+        "nothing here is an authentication failure:\n{stderr}"
+    );
+}
+
 #[test]
 fn unknown_config_key_names_key_and_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -1130,6 +1130,20 @@ impl OwnBroker {
         Kafka::new(&self.servers)
     }
 
+    /// Freeze (`SIGSTOP`) or thaw (`SIGCONT`) the broker's process: while
+    /// frozen it keeps its connections and answers nothing, as a broker in a
+    /// long pause does.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = std::fs::read_to_string(self.state.path().join("kafka.pid"))
+            .expect("the broker's pid file");
+        let status = Command::new("kill")
+            .arg(if frozen { "-STOP" } else { "-CONT" })
+            .arg(pid.trim())
+            .status()
+            .expect("cannot run kill(1)");
+        assert!(status.success(), "cannot signal the broker {}", pid.trim());
+    }
+
     /// Stop the broker and wait until it has exited.
     pub fn stop(&mut self) {
         if self.running {
@@ -1147,6 +1161,7 @@ impl OwnBroker {
 impl Drop for OwnBroker {
     fn drop(&mut self) {
         if self.running {
+            self.freeze(false);
             let _ = Self::script(self.state.path(), "stop")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

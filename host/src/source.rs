@@ -39,6 +39,9 @@ use crate::telemetry::Metrics;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a revoke waits for in-flight messages.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a range that follows live messages looks for partitions
+/// created during the run.
+const NEW_PARTITIONS_PERIOD: Duration = Duration::from_secs(2);
 /// How long one request made while assigning may take.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -187,13 +190,7 @@ impl ClientContext for SourceContext {
         let text = format!("{error}: {reason}");
         let mut last = lock(&self.last_error);
         if last.as_deref() != Some(text.as_str()) {
-            let auth = matches!(
-                error.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-            ) || reason.contains("SASL")
-                || reason.contains("OAUTHBEARER")
-                || reason.contains("token");
-            if auth {
+            if is_auth_error(&error) {
                 tracing::error!(
                     "kafka authentication failed: {reason} (check the client id and secret)"
                 );
@@ -204,6 +201,19 @@ impl ClientContext for SourceContext {
             *last = Some(text);
         }
     }
+}
+
+/// Whether a client error is an authentication failure. Decided by its
+/// code alone: librdkafka reports refused credentials and a token it could
+/// not get (`Failed to acquire SASL OAUTHBEARER token`) as
+/// `Authentication`, and the broker's refusal as `SaslAuthenticationFailed`,
+/// while the text of other errors may contain any word (a broker or topic
+/// named `token…`).
+fn is_auth_error(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
 }
 
 impl ConsumerContext for SourceContext {
@@ -449,7 +459,7 @@ impl SourceContext {
                 tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
             }
             if self.commit {
-                commit(consumer, &tracks);
+                let _ = commit(consumer, &tracks);
             }
         }
         let unassigned = match consumer.rebalance_protocol() {
@@ -482,15 +492,43 @@ fn describe(tps: &[(String, i32)]) -> String {
         .join(", ")
 }
 
+/// How a commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// Committed, or nothing had moved.
+    Done,
+    /// Failed; asking again may work (the coordinator was away or busy).
+    Failed,
+    /// Refused for good: the group no longer counts this member in the
+    /// generation the commit was made under.
+    Refused,
+}
+
+/// Whether a failed commit cannot succeed by asking again: the member was
+/// expelled (its session expired, another took its place) or its
+/// generation or epoch is over. Its partitions belong to the next
+/// assignment now.
+fn commit_refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::StaleMemberEpoch
+        )
+    )
+}
+
 /// Commit the positions of `tracks` that moved, synchronously; the tracks
 /// learn what was committed.
-fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]) {
+fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]) -> Committed {
     let positions: Vec<(&Arc<PartitionTrack>, i64)> = tracks
         .iter()
         .filter_map(|t| t.uncommitted().map(|p| (t, p)))
         .collect();
     if positions.is_empty() {
-        return;
+        return Committed::Done;
     }
     let mut tpl = TopicPartitionList::new();
     for (track, position) in &positions {
@@ -504,8 +542,16 @@ fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]
                 track.committed(*position);
                 metrics.partition_committed(track.topic(), track.partition(), *position);
             }
+            Committed::Done
         }
-        Err(error) => tracing::warn!(%error, "commit failed; it is tried again"),
+        Err(error) if commit_refused_for_good(&error) => {
+            tracing::warn!(%error, "commit refused: the group no longer counts this member (its session expired or another member took its place); these positions are committed by the next owner of the partitions");
+            Committed::Refused
+        }
+        Err(error) => {
+            tracing::warn!(%error, "commit failed; it is tried again");
+            Committed::Failed
+        }
     }
 }
 
@@ -514,24 +560,27 @@ fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]
 struct Committer {
     jobs: Option<SyncSender<Vec<Arc<PartitionTrack>>>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Commits asked for, and commits finished.
+    /// Commits asked for.
     asked: u64,
-    finished: Arc<(Mutex<u64>, Condvar)>,
+    /// Commits finished, and how the last one ended.
+    finished: Arc<(Mutex<(u64, Committed)>, Condvar)>,
 }
 
 impl Committer {
     fn start(consumer: &Arc<BaseConsumer<SourceContext>>) -> anyhow::Result<Self> {
         let (tx, rx) = sync_channel::<Vec<Arc<PartitionTrack>>>(1);
-        let finished: Arc<(Mutex<u64>, Condvar)> = Arc::default();
+        let finished = Arc::new((Mutex::new((0, Committed::Done)), Condvar::new()));
         let consumer = Arc::clone(consumer);
         let done = Arc::clone(&finished);
         let thread = std::thread::Builder::new()
             .name("alerthost-commit".into())
             .spawn(move || {
                 for tracks in rx {
-                    commit(&consumer, &tracks);
-                    let (count, signal) = &*done;
-                    *lock(count) += 1;
+                    let outcome = commit(&consumer, &tracks);
+                    let (state, signal) = &*done;
+                    let mut state = lock(state);
+                    state.0 += 1;
+                    state.1 = outcome;
                     signal.notify_all();
                 }
             })
@@ -546,7 +595,12 @@ impl Committer {
 
     /// Whether the last commit asked for has finished.
     fn idle(&self) -> bool {
-        *lock(&self.finished.0) == self.asked
+        lock(&self.finished.0).0 == self.asked
+    }
+
+    /// How the last commit finished ended.
+    fn last(&self) -> Committed {
+        lock(&self.finished.0).1
     }
 
     /// Ask for a commit of `tracks` (when none is running).
@@ -562,9 +616,9 @@ impl Committer {
     /// Wait until the last commit asked for finished, or `deadline`.
     /// Returns whether it finished.
     fn wait(&self, deadline: Instant) -> bool {
-        let (count, signal) = &*self.finished;
-        let mut state = lock(count);
-        while *state != self.asked {
+        let (state, signal) = &*self.finished;
+        let mut state = lock(state);
+        while state.0 != self.asked {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -863,6 +917,85 @@ impl Source {
         Ok(())
     }
 
+    /// A range that follows live messages (an `--until` still to come)
+    /// also reads partitions created during the run: each new partition of
+    /// a selected topic is read from its beginning (its messages are all
+    /// newer than the run's start; the time window filters them as any).
+    fn follow_new_partitions(&mut self) -> anyhow::Result<()> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, ASSIGN_TIMEOUT)
+            .context("cannot read the cluster's topics")?;
+        let context = self.consumer.context();
+        let mut assignment = TopicPartitionList::new();
+        let mut lanes = Vec::new();
+        {
+            let tracks = lock(&context.tracks);
+            for topic in metadata.topics() {
+                let name = topic.name();
+                if name.starts_with("__")
+                    || topic.error().is_some()
+                    || !self.options.topics.iter().any(|s| s.matches(name))
+                {
+                    continue;
+                }
+                let shared: Arc<str> = Arc::from(name);
+                for partition in topic.partitions() {
+                    let key = (Arc::clone(&shared), partition.id());
+                    if tracks.contains_key(&key) {
+                        continue;
+                    }
+                    let queue = self
+                        .consumer
+                        .split_partition_queue(name, partition.id())
+                        .with_context(|| {
+                            format!("cannot open a queue for {name}[{}]", partition.id())
+                        })?;
+                    assignment
+                        .add_partition_offset(name, partition.id(), Offset::Beginning)
+                        .context("cannot build the assignment")?;
+                    lanes.push(Lane {
+                        queue,
+                        track: PartitionTrack::new(
+                            Arc::clone(&shared),
+                            partition.id(),
+                            1,
+                            Arc::clone(&self.shutdown),
+                            Arc::clone(&context.budget),
+                        ),
+                        end: None,
+                        window: Some((
+                            self.options.bounds.since.unwrap_or(i64::MIN),
+                            self.options.bounds.until.unwrap_or(i64::MAX),
+                        )),
+                        finished: Arc::clone(&context.finished),
+                    });
+                }
+            }
+        }
+        if lanes.is_empty() {
+            return Ok(());
+        }
+        self.consumer
+            .incremental_assign(&assignment)
+            .context("cannot add the new partitions to the time range")?;
+        let added = partitions_of(&assignment);
+        tracing::info!(partitions = %describe(&added), "partitions created during the time range are read too");
+        {
+            let mut tracks = lock(&context.tracks);
+            for lane in &lanes {
+                tracks.insert(
+                    (Arc::clone(lane.track.topic()), lane.track.partition()),
+                    Arc::clone(&lane.track),
+                );
+            }
+        }
+        for lane in lanes {
+            (context.take)(lane);
+        }
+        Ok(())
+    }
+
     fn range_done(&self) -> bool {
         if let Some(until) = self.live_until {
             return now_millis() >= u128::try_from(until).unwrap_or(0);
@@ -879,6 +1012,7 @@ impl Source {
         let commit_enabled = self.consumer.context().commit;
         let mut last_commit = Instant::now();
         let mut quiet_warned: Option<Instant> = None;
+        let mut last_look = Instant::now();
         let progress = Progress::new(
             self.options.progress,
             self.ranged.map_or(0, |(_, total)| total),
@@ -913,6 +1047,12 @@ impl Source {
                 Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
             }
             progress.set(self.stats.messages.get());
+            if self.live_until.is_some() && last_look.elapsed() >= NEW_PARTITIONS_PERIOD {
+                if let Err(error) = self.follow_new_partitions() {
+                    tracing::warn!("{error:#}; looking again later");
+                }
+                last_look = Instant::now();
+            }
             if commit_enabled && last_commit.elapsed() >= self.options.commit_interval {
                 let tracks = self.consumer.context().current_tracks();
                 self.committer.ask(tracks);
@@ -936,9 +1076,16 @@ impl Source {
         let drained = tracks.iter().all(|t| t.drain(deadline, give_up));
         let mut committer = self.committer;
         let mut committed = !context.commit;
+        let mut refused = false;
         if context.commit {
             // On the commit thread, so an absent coordinator cannot hold the
-            // exit past the deadline; a failed commit is tried again.
+            // exit past the deadline. A failed commit is tried again after
+            // a pause (growing, within the deadline); one the group refuses
+            // for good is not.
+            let mut pause = Duration::from_millis(100);
+            // Whether the last commit waited for is one asked for here (not
+            // a periodic one of an earlier assignment).
+            let mut ours = false;
             while Instant::now() < deadline {
                 if !committer.wait(deadline) {
                     break;
@@ -947,7 +1094,20 @@ impl Source {
                     committed = true;
                     break;
                 }
+                match committer.last() {
+                    Committed::Refused if ours => {
+                        refused = true;
+                        break;
+                    }
+                    Committed::Failed if ours => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        std::thread::sleep(pause.min(left));
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    _ => {}
+                }
                 committer.ask(tracks.clone());
+                ours = true;
             }
         }
         committer.close();
@@ -963,10 +1123,12 @@ impl Source {
             tracing::warn!(
                 "not committed past {} ({}); those messages are handled again after a restart",
                 behind.join(", "),
-                if drained {
-                    "the commit did not complete in time"
-                } else {
+                if !drained {
                     "messages were still in flight"
+                } else if refused {
+                    "the group refused the commit"
+                } else {
+                    "the commit did not complete in time"
                 }
             );
         }
@@ -1050,5 +1212,27 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_authentication_codes_are_auth_errors() {
+        assert!(is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::Authentication
+        )));
+        assert!(is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::SaslAuthenticationFailed
+        )));
+        // "token-broker.invalid:9092/bootstrap: Failed to resolve ..."
+        assert!(!is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::Resolve
+        )));
+        assert!(!is_auth_error(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
     }
 }

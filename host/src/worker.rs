@@ -28,7 +28,7 @@ use crate::shutdown::{Fatal, Shutdown};
 use crate::sink::{OnRefused, Origin, Record, Refused, Sink, cut_error_text};
 use crate::source::{Lane, LaneTaker};
 use crate::stats::Stats;
-use crate::telemetry::DecisionKind;
+use crate::telemetry::{DecisionKind, HandlerMeters};
 
 /// Messages a worker takes from one lane before looking at the next.
 const BURST: usize = 64;
@@ -79,6 +79,11 @@ pub struct HandlerSet {
     /// Per handler: messages failed in a row, to report a handler that keeps
     /// failing.
     streaks: Vec<u64>,
+    /// Per handler: its `handle` duration and decisions, counted here and
+    /// flushed to the registry between bursts.
+    meters: Vec<HandlerMeters>,
+    /// Counts of this worker not yet added to the shared [`Stats`].
+    tally: Tally,
     sinks: Arc<BTreeMap<String, Sink>>,
     shutdown: Arc<Shutdown>,
     stats: Arc<Stats>,
@@ -116,9 +121,20 @@ impl HandlerSet {
             }
             live.push((deployed, handler));
         }
+        let meters = handlers
+            .iter()
+            .zip(&live)
+            .map(|(spec, (deployed, _))| {
+                stats
+                    .metrics
+                    .handler_meters(&spec.name, deployed.code.version())
+            })
+            .collect();
         Ok(HandlerSet {
             refused: vec![None; live.len()],
             streaks: vec![0; live.len()],
+            meters,
+            tally: Tally::default(),
             live,
             handlers,
             sinks,
@@ -138,6 +154,14 @@ impl HandlerSet {
             }
         }
         drop(ack);
+    }
+
+    /// Add what this worker counted to the shared counters and metrics.
+    pub fn flush(&mut self) {
+        self.tally.flush(&self.stats);
+        for meters in &self.meters {
+            meters.flush();
+        }
     }
 
     /// A reload swapped in a new version: take it up between messages.
@@ -179,9 +203,12 @@ impl HandlerSet {
         let mut attempt = 0;
         loop {
             let report = live.handle(msg);
-            self.stats
-                .metrics
-                .handle_seconds(&spec.name, report.elapsed);
+            let meters = &mut self.meters[index];
+            if meters.version() != version {
+                meters.flush();
+                *meters = self.stats.metrics.handler_meters(&spec.name, version);
+            }
+            meters.handled(report.elapsed);
             emit_logs(spec, version, Some(msg), &report.logs);
             let failure = match report.outcome {
                 Ok(actions) => match carry_out(
@@ -196,7 +223,7 @@ impl HandlerSet {
                     ack,
                 ) {
                     Ok(()) => {
-                        count_decision(&self.stats, &spec.name, version, &actions);
+                        count_decision(&mut self.tally, &self.meters[index], &actions);
                         self.streaks[index] = 0;
                         return Ok(());
                     }
@@ -248,24 +275,43 @@ impl HandlerSet {
     }
 }
 
-fn count_decision(stats: &Stats, handler: &str, version: &str, actions: &[Action]) {
+fn count_decision(tally: &mut Tally, meters: &HandlerMeters, actions: &[Action]) {
     if actions.is_empty() {
-        stats.dropped.bump();
-        stats
-            .metrics
-            .decision(handler, version, DecisionKind::Dropped);
+        tally.dropped += 1;
+        meters.decision(DecisionKind::Dropped);
     }
     if actions.iter().any(|a| matches!(a, Action::Save(_))) {
-        stats.saved.bump();
-        stats
-            .metrics
-            .decision(handler, version, DecisionKind::Saved);
+        tally.saved += 1;
+        meters.decision(DecisionKind::Saved);
     }
     if actions.iter().any(|a| matches!(a, Action::Forward(_))) {
-        stats.forwarded.bump();
-        stats
-            .metrics
-            .decision(handler, version, DecisionKind::Forwarded);
+        tally.forwarded += 1;
+        meters.decision(DecisionKind::Forwarded);
+    }
+}
+
+/// Per-message counts of one worker, added to the shared [`Stats`] between
+/// bursts (so two workers do not contend for one counter per message).
+#[derive(Debug, Default)]
+struct Tally {
+    messages: u64,
+    dropped: u64,
+    saved: u64,
+    forwarded: u64,
+}
+
+impl Tally {
+    fn flush(&mut self, stats: &Stats) {
+        for (count, counter) in [
+            (&mut self.messages, &stats.messages),
+            (&mut self.dropped, &stats.dropped),
+            (&mut self.saved, &stats.saved),
+            (&mut self.forwarded, &stats.forwarded),
+        ] {
+            if *count > 0 {
+                counter.add(std::mem::take(count));
+            }
+        }
     }
 }
 
@@ -645,10 +691,12 @@ fn empty_message() -> Message {
     }
 }
 
-/// A lane as a worker holds it, with its topic's route.
+/// A lane as a worker holds it, with its topic's route and the counter of
+/// its messages.
 struct Owned {
     lane: Lane,
     route: Route,
+    consumed: prometheus::IntCounter,
 }
 
 struct Worker {
@@ -686,7 +734,15 @@ impl Worker {
                 let waker = me.clone();
                 lane.queue.set_nonempty_callback(move || waker.unpark());
                 let route = self.router.route(lane.track.topic());
-                self.lanes.push(Owned { lane, route });
+                let consumed = self
+                    .stats
+                    .metrics
+                    .consumed_counter(lane.track.topic(), lane.track.partition());
+                self.lanes.push(Owned {
+                    lane,
+                    route,
+                    consumed,
+                });
             }
             let mut handled = 0;
             let mut index = 0;
@@ -733,6 +789,9 @@ impl Worker {
                         break;
                     }
                 }
+                if handled > 0 {
+                    self.set.flush();
+                }
                 match next {
                     Next::More => index += 1,
                     Next::Drop => {
@@ -752,6 +811,7 @@ impl Worker {
                 std::thread::park_timeout(IDLE);
             }
         }
+        self.set.flush();
     }
 }
 
@@ -789,11 +849,9 @@ fn take(
     let Some(ack) = owned.lane.track.begin(offset, bytes) else {
         return Next::Drop;
     };
-    stats.messages.bump();
+    set.tally.messages += 1;
+    owned.consumed.inc();
     let topic = owned.lane.track.topic();
-    stats
-        .metrics
-        .message_consumed(topic, owned.lane.track.partition());
     if owned.route.is_empty() {
         stats.unrouted.bump();
         stats.metrics.message_unrouted(topic);

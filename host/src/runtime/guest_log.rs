@@ -97,14 +97,20 @@ impl GuestLog {
 
     /// Move captured stdio into lines and hand back everything of this call.
     pub(crate) fn take(&mut self) -> (Vec<LogLine>, u32) {
-        for (output, level, source) in [
-            (self.stdout.clone(), Level::Info, LogSource::Stdout),
-            (self.stderr.clone(), Level::Warn, LogSource::Stderr),
-        ] {
-            let (bytes, overflow) = output.take();
+        let taken = [
+            (self.stdout.take(), Level::Info, LogSource::Stdout),
+            (self.stderr.take(), Level::Warn, LogSource::Stderr),
+        ];
+        for ((bytes, overflow), level, source) in taken {
             // Lines end at `\n` (a `\r` before it goes too); any other
-            // control character left in a line is escaped by `push`.
-            for line in String::from_utf8_lossy(&bytes).lines() {
+            // control character left in a line is escaped by `push`. Most
+            // calls print nothing: no text to decode then.
+            let text = if bytes.is_empty() {
+                Default::default()
+            } else {
+                String::from_utf8_lossy(&bytes)
+            };
+            for line in text.lines() {
                 if line.trim().is_empty() {
                     continue;
                 }

@@ -264,11 +264,14 @@ impl HandlerInstance {
     /// Run `handle` on one message under the version's limits.
     pub fn handle(&mut self, msg: &Message) -> CallReport {
         let timeout = self.code.limits().timeout();
-        self.handle_within(msg, timeout)
+        self.handle_within(msg, Instant::now(), timeout)
     }
 
-    /// Run `handle` with `budget` of the message's time limit left.
-    fn handle_within(&mut self, msg: &Message, budget: Duration) -> CallReport {
+    /// Run `handle` with `budget` of the message's time limit left as of
+    /// `started` (read by the caller, so the clock is read twice per call:
+    /// here at the end, and there). The report's `elapsed` counts from
+    /// `started`.
+    fn handle_within(&mut self, msg: &Message, started: Instant, budget: Duration) -> CallReport {
         let code = Arc::clone(&self.code);
         let limits = code.limits();
         self.store.set_epoch_deadline(ticks(budget));
@@ -277,7 +280,6 @@ impl HandlerInstance {
         {
             return CallReport::failed(HandlerFailure::new(FailureKind::Trap, format!("{e}")));
         }
-        let started = Instant::now();
         let state = self.store.data_mut();
         state.limiter.memory_refused = None;
         // A wait in a host call ends one tick after the epoch deadline, so
@@ -383,7 +385,9 @@ impl LiveHandler {
         let timeout = self.code.limits().timeout();
         let started = Instant::now();
         let mut init_logs = Vec::new();
-        if self.instance.is_none() {
+        // Whether time went by waiting for a replacement instance.
+        let waited = self.instance.is_none();
+        if waited {
             let replacement = self.replacement.get_or_insert_with(|| {
                 prepare_in_background(self.code.clone(), self.params.clone())
             });
@@ -425,13 +429,18 @@ impl LiveHandler {
         let Some(instance) = &mut self.instance else {
             unreachable!("an instance was installed above");
         };
-        let budget = timeout.saturating_sub(started.elapsed());
-        let mut report = instance.handle_within(msg, budget);
+        let mut report = if waited {
+            let budget = timeout.saturating_sub(started.elapsed());
+            let mut report = instance.handle_within(msg, Instant::now(), budget);
+            report.elapsed = started.elapsed();
+            report
+        } else {
+            instance.handle_within(msg, started, timeout)
+        };
         if !init_logs.is_empty() {
             init_logs.append(&mut report.logs);
             report.logs = init_logs;
         }
-        report.elapsed = started.elapsed();
         if instance.poisoned {
             self.instance = None;
             self.replacement = Some(prepare_in_background(

@@ -18,6 +18,12 @@
 //! replace another message's file, or a file where a directory is needed
 //! (or the reverse), is refused. A message delivered again overwrites its
 //! own file.
+//!
+//! Temporary files (`.alerthost-<pid>-*.tmp`) are locked (`flock`) by
+//! their writer until renamed; the first save into a directory removes
+//! those nobody holds, left by a writer that died. Locks, unlike pids, mean
+//! the same to every host sharing the volume (on NFS, Linux maps `flock`
+//! to the protocol's locks).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
@@ -409,14 +415,7 @@ impl Inner {
         };
         self.sweep(parent);
         let result = (|| {
-            let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
-            let mut tmp = tempfile::Builder::new()
-                .prefix(&prefix)
-                .suffix(".tmp")
-                .tempfile_in(parent)
-                .with_context(|| {
-                    format!("cannot create a temporary file in {}", parent.display())
-                })?;
+            let mut tmp = locked_temp_file(parent)?;
             tmp.write_all(bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             if !owner.is_empty() {
@@ -518,8 +517,11 @@ impl Inner {
     }
 
     /// Once per directory, remove temporary files whose writer died (a
-    /// `kill -9` mid-write): their names carry the writer's pid, so files of
-    /// other live hosts sharing the directory are left alone.
+    /// `kill -9` mid-write). A writer holds a lock on its temporary file
+    /// until the file is renamed, and the lock goes with the process, so a
+    /// file nobody holds is a leftover. The pid in the name is not asked:
+    /// on a volume shared by containers or machines it may belong to another
+    /// pid namespace, or be this process's own after a restart.
     fn sweep(&self, dir: &Path) {
         let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
         if !swept.insert(dir.to_owned()) {
@@ -527,25 +529,56 @@ impl Inner {
         }
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = entry.file_name();
-            let Some(pid) = name
+            if !name
                 .to_str()
-                .and_then(|n| n.strip_prefix(TEMP_PREFIX))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-            else {
+                .is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.ends_with(".tmp"))
+            {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = std::fs::File::open(&path) else {
                 continue;
             };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let path = entry.path();
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {
-                        tracing::info!(path = %path.display(), "removed a temporary file left by a process that died mid-write")
-                    }
-                    Err(error) => {
-                        tracing::warn!(path = %path.display(), %error, "cannot remove a stale temporary file")
-                    }
+            // Held by a live writer (of any process, this one included).
+            if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+            {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a temporary file left by a process that died mid-write")
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a stale temporary file")
                 }
             }
+        }
+    }
+}
+
+/// A new temporary file in `dir`, locked (`flock`) for as long as it is
+/// open, so a sweep by any host sharing the directory leaves it alone. A
+/// sweep may catch the file between its creation and the lock and remove
+/// it: then the lock is on a file without a name, and another is made.
+fn locked_temp_file(dir: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
+    loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+        rustix::fs::flock(tmp.as_file(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot lock a temporary file in {}", dir.display()))?;
+        let linked = rustix::fs::fstat(tmp.as_file())
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot look at a temporary file in {}", dir.display()))?
+            .st_nlink;
+        if linked > 0 {
+            return Ok(tmp);
         }
     }
 }

@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::runtime::FailureKind;
@@ -88,6 +89,53 @@ impl SwapOutcome {
             SwapOutcome::Done => "done",
             SwapOutcome::Refused => "refused",
         }
+    }
+}
+
+/// One handler's per-message meters (the `handle` duration and its
+/// decisions) for one worker and one version, counted locally until
+/// flushed.
+#[derive(Debug)]
+pub struct HandlerMeters {
+    version: String,
+    handle_seconds: LocalHistogram,
+    saved: LocalIntCounter,
+    forwarded: LocalIntCounter,
+    dropped: LocalIntCounter,
+}
+
+impl HandlerMeters {
+    /// The version the decisions are counted for.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// One `handle` call took `elapsed`.
+    pub fn handled(&self, elapsed: Duration) {
+        self.handle_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// The handler decided `kind` on a message.
+    pub fn decision(&self, kind: DecisionKind) {
+        match kind {
+            DecisionKind::Saved => self.saved.inc(),
+            DecisionKind::Forwarded => self.forwarded.inc(),
+            DecisionKind::Dropped => self.dropped.inc(),
+        }
+    }
+
+    /// Add what was counted since the last flush to the registry.
+    pub fn flush(&self) {
+        self.handle_seconds.flush();
+        self.saved.flush();
+        self.forwarded.flush();
+        self.dropped.flush();
+    }
+}
+
+impl Drop for HandlerMeters {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -328,6 +376,38 @@ impl Metrics {
             .consumed
             .with_label_values(&[topic, partition.to_string().as_str()])
             .inc();
+    }
+
+    /// The counter of messages consumed from `topic[partition]`, for a
+    /// reader that counts a partition's messages without a label lookup
+    /// per message.
+    pub fn consumed_counter(&self, topic: &str, partition: i32) -> IntCounter {
+        self.inner
+            .consumed
+            .with_label_values(&[topic, partition.to_string().as_str()])
+    }
+
+    /// `handler`'s meters for one worker: they count locally and reach the
+    /// registry at [`HandlerMeters::flush`], so the workers running one
+    /// handler share no counter per message.
+    pub fn handler_meters(&self, handler: &str, version: &str) -> HandlerMeters {
+        let decision = |kind: DecisionKind| {
+            self.inner
+                .decisions
+                .with_label_values(&[handler, version, kind.as_str()])
+                .local()
+        };
+        HandlerMeters {
+            version: version.to_owned(),
+            handle_seconds: self
+                .inner
+                .handle_seconds
+                .with_label_values(&[handler])
+                .local(),
+            saved: decision(DecisionKind::Saved),
+            forwarded: decision(DecisionKind::Forwarded),
+            dropped: decision(DecisionKind::Dropped),
+        }
     }
 
     /// A message of `topic` matched no handler.

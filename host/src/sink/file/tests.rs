@@ -156,21 +156,47 @@ fn write_is_complete_and_leaves_no_temp_file() {
     assert_eq!(leftovers, [std::ffi::OsString::from("topic+2+7.bin")]);
 }
 
+/// Audit finding #12: the sweep judged a temporary file by whether the pid
+/// in its name exists in this host's `/proc`, so on a volume shared by
+/// containers or machines it removed other hosts' files mid-write (and kept
+/// a dead writer's file whose pid this process reuses, as a container's
+/// pid 1 does). A writer holds a lock on its temporary file until it is
+/// renamed; only files no live writer holds are removed.
 #[test]
-fn temp_files_of_dead_writers_are_swept_and_live_ones_kept() {
+fn sweep_removes_only_temp_files_no_live_writer_holds() {
     let dir = tempfile::tempdir().unwrap();
+    // Another host writing to the shared volume: its pid means nothing
+    // here, and it holds its temporary file locked while it writes.
+    let other_host = dir.path().join(".alerthost-999999998-live.tmp");
+    std::fs::write(&other_host, b"x").unwrap();
+    let held = std::fs::File::open(&other_host).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    // Left by writers that died: one whose pid is gone, one whose pid is
+    // this process's now.
     let dead = dir.path().join(".alerthost-999999999-abc.tmp");
-    let alive = dir
+    let reused = dir
         .path()
         .join(format!(".alerthost-{}-def.tmp", std::process::id()));
     let other = dir.path().join("note.txt");
-    for path in [&dead, &alive, &other] {
+    for path in [&dead, &reused, &other] {
         std::fs::write(path, b"x").unwrap();
     }
     let sink = FileSink::new(dir.path()).unwrap();
     sink.write(&dir.path().join("a.bin"), b"a").unwrap();
-    assert!(!dead.exists(), "a dead writer's temp file is removed");
-    assert!(alive.exists() && other.exists());
+    assert!(
+        other_host.exists(),
+        "a temporary file another host is writing is left alone"
+    );
+    assert!(!dead.exists(), "a dead writer's temporary file is removed");
+    assert!(
+        !reused.exists(),
+        "a dead writer's temporary file is removed even when its pid is this process's"
+    );
+    assert!(
+        other.exists(),
+        "files not named like temporary files are kept"
+    );
+    drop(held);
 }
 
 #[test]
