@@ -21,6 +21,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -775,9 +776,7 @@ impl Kafka {
                 match producer.send(record) {
                     Ok(()) => break,
                     Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                         back,
                     )) => {
                         record = back;
@@ -846,7 +845,15 @@ impl Kafka {
     /// offset order, read without a group (nothing is committed).
     pub fn read_topic(&self, topic: &str) -> Vec<Received> {
         let ends = self.end_offsets(topic);
-        let consumer = self.consumer(&unique_name("alerthost-test-reader"));
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", unique_name("alerthost-test-reader"))
+            .set("enable.auto.commit", "false")
+            // The last offsets of a topic written in transactions are
+            // markers, not messages: the end of the log says it is read.
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("a consumer");
         let mut assignment = TopicPartitionList::new();
         for partition in ends.keys() {
             assignment
@@ -865,6 +872,9 @@ impl Kafka {
             );
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    remaining.remove(&partition);
+                }
                 Some(Err(error)) => panic!("reading {topic}: {error}"),
                 Some(Ok(message)) => {
                     let partition = message.partition();
@@ -1065,6 +1075,27 @@ impl Kafka {
             KAFKA_TIMEOUT,
             || self.partitions(topic) == partitions,
         );
+    }
+
+    /// The configuration of `topic` (every entry with a value), as the
+    /// broker describes it.
+    pub fn topic_config(&self, topic: &str) -> BTreeMap<String, String> {
+        let admin = self.admin();
+        let described = futures::executor::block_on(admin.describe_configs(
+            [&rdkafka::admin::ResourceSpecifier::Topic(topic)],
+            &admin_options(),
+        ))
+        .unwrap_or_else(|e| panic!("cannot describe topic {topic}: {e}"));
+        let resource = described
+            .into_iter()
+            .next()
+            .expect("one described topic")
+            .unwrap_or_else(|code| panic!("cannot describe topic {topic}: {code}"));
+        resource
+            .entries
+            .into_iter()
+            .filter_map(|entry| Some((entry.name, entry.value?)))
+            .collect()
     }
 
     /// Grow `topic` to `total` partitions and wait until each has a leader.
