@@ -48,12 +48,13 @@ fn main() -> anyhow::Result<()> {
     let (mut handler, _) =
         LiveHandler::new(code, Vec::new(), Some(Arc::clone(&state))).map_err(anyhow::Error::new)?;
 
-    let mut offset = 0;
+    // The next offset, read by the persists between runs.
+    let offset = std::cell::Cell::new(0);
     let mut run = |command: &str, count: u32| -> anyhow::Result<Duration> {
         let started = Instant::now();
         for _ in 0..count {
-            let msg = message(offset, command);
-            offset += 1;
+            let msg = message(offset.get(), command);
+            offset.set(offset.get() + 1);
             let report = handler.handle(&msg);
             report.outcome.map_err(anyhow::Error::new)?;
             state.apply(&msg.topic, msg.partition, msg.offset, report.writes);
@@ -73,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..5 {
         plain.push(run("noop", MESSAGES)?);
         stateful.push(run("tick", MESSAGES)?);
-        store.persist(&position(offset), true)?;
+        store.persist(&position(offset.get()), true)?;
     }
     plain.sort();
     stateful.sort();
@@ -84,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..7 {
             run("tick", batch)?;
             let started = Instant::now();
-            store.persist(&position(offset), true)?;
+            store.persist(&position(offset.get()), true)?;
             times.push(started.elapsed());
         }
         times.sort();
