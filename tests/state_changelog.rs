@@ -24,6 +24,17 @@ fn guest(name: &str) -> PathBuf {
 /// A host's config in `dir`: `stateful` on `topic`, saves under `dir/out`,
 /// state in `dir/state`, its changelog `changelog`.
 fn config(kafka: &Kafka, dir: &Path, topic: &str, group: &str, changelog: &str) -> PathBuf {
+    config_with(kafka, dir, topic, group, Some(changelog))
+}
+
+/// [`config`], with no changelog when `changelog` is `None`.
+fn config_with(
+    kafka: &Kafka,
+    dir: &Path,
+    topic: &str,
+    group: &str,
+    changelog: Option<&str>,
+) -> PathBuf {
     let text = format!(
         r#"[source]
 bootstrap_servers = {servers}
@@ -47,15 +58,15 @@ component = {component}
 topics = [{topic}]
 on_error = "stop"
 save_to = "files"
-
-[handler.state]
-changelog = {changelog}
+{changelog}
 "#,
         servers = toml_str(kafka.servers()),
         topic = toml_str(topic),
         group = toml_str(group),
         component = toml_str(guest("stateful").to_str().unwrap()),
-        changelog = toml_str(changelog),
+        changelog = changelog
+            .map(|topic| format!("\n[handler.state]\nchangelog = {}\n", toml_str(topic)))
+            .unwrap_or_default(),
     );
     write_config(dir, &text)
 }
@@ -120,6 +131,44 @@ fn a_deleted_local_store_is_restored_from_the_changelog_with_the_same_outputs() 
         ((0, 3), "c #3".to_owned()),
         ((0, 6), "d #4".to_owned()),
         ((0, 8), "e #5".to_owned()),
+    ]);
+    assert_eq!(saved(dir.path()), want);
+}
+
+#[test]
+fn a_changelog_added_to_a_handler_with_state_starts_with_that_state() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let changelog = random_topic();
+    let group = random_group();
+    let dir = tempfile::tempdir().unwrap();
+
+    // State kept locally only.
+    let local = config_with(&kafka, dir.path(), &topic, &group, None);
+    produce(&kafka, &topic, 0, &["a", "b"]);
+    let mut host = start_host(&local, &[]);
+    wait_saved(&mut host, &[dir.path()], 2);
+    host.stop_cleanly();
+
+    // The changelog is configured: the state so far goes to it, so a store
+    // lost afterwards still comes back whole.
+    let with_changelog = config(&kafka, dir.path(), &topic, &group, &changelog);
+    produce(&kafka, &topic, 0, &["c"]);
+    let mut host = start_host(&with_changelog, &[]);
+    wait_saved(&mut host, &[dir.path()], 3);
+    host.stop_cleanly();
+
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    produce(&kafka, &topic, 0, &["a", "c", "d"]);
+    let mut host = start_host(&with_changelog, &[]);
+    wait_saved(&mut host, &[dir.path()], 4);
+    host.stop_cleanly();
+    let want = BTreeMap::from([
+        ((0, 0), "a #1".to_owned()),
+        ((0, 1), "b #2".to_owned()),
+        ((0, 2), "c #3".to_owned()),
+        ((0, 5), "d #4".to_owned()),
     ]);
     assert_eq!(saved(dir.path()), want);
 }
