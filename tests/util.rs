@@ -114,6 +114,31 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// `bytes` with a component custom section `name` holding `payload`
+/// appended: the same component, another content hash.
+pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0x00);
+    leb128(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
 /// A directory shared by the tests' host processes for compiled components,
 /// so the user's cache is left alone and a component is compiled once.
 fn component_cache_dir() -> PathBuf {
