@@ -135,6 +135,53 @@ fn a_deleted_local_store_is_restored_from_the_changelog_with_the_same_outputs() 
     assert_eq!(saved(dir.path()), want);
 }
 
+/// Copy the files of directory `from` into a new directory `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_local_store_behind_the_changelog_catches_up_with_the_same_outputs() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let changelog = random_topic();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&kafka, dir.path(), &topic, &random_group(), &changelog);
+    let state = dir.path().join("state");
+    let old = dir.path().join("state-old");
+
+    produce(&kafka, &topic, 0, &["a", "b"]);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], 2);
+    host.stop_cleanly();
+    copy_dir(&state, &old);
+
+    produce(&kafka, &topic, 0, &["c", "a"]);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], 3);
+    host.stop_cleanly();
+
+    // The store as it was before the second run: behind the changelog.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::rename(&old, &state).unwrap();
+    produce(&kafka, &topic, 0, &["c", "b", "d"]);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], 4);
+    host.stop_cleanly();
+    let want = BTreeMap::from([
+        ((0, 0), "a #1".to_owned()),
+        ((0, 1), "b #2".to_owned()),
+        ((0, 2), "c #3".to_owned()),
+        ((0, 6), "d #4".to_owned()),
+    ]);
+    assert_eq!(saved(dir.path()), want);
+}
+
 #[test]
 fn a_changelog_added_to_a_handler_with_state_starts_with_that_state() {
     let kafka = require_kafka!();
