@@ -4,8 +4,8 @@
 //! one with its local store lost, rebuilds the same state.
 //!
 //! Records:
-//! - `s/<state key>`: a value ([`encode_put`]: version, sequence number,
-//!   expiry, bytes); a delete is a tombstone (null value) carrying its
+//! - `s/<state key>`: a value (version byte, sequence number, optional
+//!   expiry, the bytes); a delete is a tombstone (null value) carrying its
 //!   sequence number in the `alerthost.seq` header, so compaction keeps only
 //!   the latest change of each key and drops deleted keys;
 //! - `w/<topic>/<partition>`: the next source offset whose effects are not
@@ -19,7 +19,11 @@
 //! acks=all): the changes and the watermarks they lead to become visible to
 //! [`Changelog::restore`] (which reads committed records only) together or
 //! not at all. A watermark is therefore never read without the changes that
-//! precede it, even when a host dies halfway through an append.
+//! precede it, even when a host dies halfway through an append. (On a topic
+//! of several partitions the broker marks a transaction committed partition
+//! by partition, so a restore running at that instant may read one
+//! partition's part before the other's; the topic alerthost creates has one
+//! partition.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,7 +125,7 @@ impl From<BTreeMap<i32, i64>> for ChangelogPosition {
 /// Remembers the first delivery failure of an append and the last client
 /// error, for the error an append returns.
 #[derive(Debug, Default)]
-pub struct ChangelogContext {
+struct ChangelogContext {
     failed: Mutex<Option<String>>,
     last_error: Mutex<Option<String>>,
 }
@@ -718,7 +722,7 @@ fn watermark_key(topic: &str, partition: i32) -> String {
 
 /// A put's value: version, sequence number (u64 big-endian), flags, the
 /// expiry (i64 big-endian ms) when the flags say so, then the bytes.
-pub fn encode_put(seq: u64, expires_ms: Option<i64>, value: &[u8]) -> Vec<u8> {
+fn encode_put(seq: u64, expires_ms: Option<i64>, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(18 + value.len());
     out.push(VERSION);
     out.extend_from_slice(&seq.to_be_bytes());
@@ -734,7 +738,7 @@ pub fn encode_put(seq: u64, expires_ms: Option<i64>, value: &[u8]) -> Vec<u8> {
 }
 
 /// A watermark's value: version, then the next offset (i64 big-endian).
-pub fn encode_watermark(next: i64) -> Vec<u8> {
+fn encode_watermark(next: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
     out.push(VERSION);
     out.extend_from_slice(&next.to_be_bytes());
@@ -767,7 +771,7 @@ fn decode(message: &impl rdkafka::Message, handler: &str) -> anyhow::Result<Rest
 }
 
 /// Decode a record from its key, value and `alerthost.seq` header.
-pub fn decode_record(
+fn decode_record(
     key: &str,
     value: Option<&[u8]>,
     seq_header: Option<&str>,
