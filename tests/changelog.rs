@@ -167,6 +167,62 @@ fn restore_from_a_position_returns_only_newer_records() {
 }
 
 #[test]
+fn restore_reads_whole_appends_only_and_does_not_wait_for_one_under_way() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    let changelog = Changelog::open(&properties(&kafka), &topic, "dedupe").expect("open");
+    changelog
+        .append(&[put("k", "1", 1)], &[("t".into(), 0, 1)])
+        .expect("append");
+
+    // A writer that dies halfway through an append: its transaction stays
+    // open, and what it wrote so far is not a changelog record at all.
+    let zombie: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.servers())
+        .set("transactional.id", format!("{topic}-zombie"))
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .expect("a transactional producer");
+    zombie
+        .init_transactions(Duration::from_secs(15))
+        .expect("init");
+    zombie.begin_transaction().expect("begin");
+    zombie
+        .send(BaseRecord::to(&topic).key("s/k").payload("half an append"))
+        .expect("queued");
+    zombie.flush(Duration::from_secs(15)).expect("flushed");
+
+    let started = Instant::now();
+    let (restored, position) = restore_all(&changelog, None);
+    let took = started.elapsed();
+    assert_eq!(
+        restored,
+        [
+            Restored::Change(put("k", "1", 1)),
+            Restored::Watermark {
+                topic: "t".into(),
+                partition: 0,
+                next: 1
+            }
+        ]
+    );
+    // Not the open transaction's 60 s.
+    assert!(took < Duration::from_secs(20), "the restore took {took:?}");
+
+    // Once it is given up, a restore from the position reads what follows.
+    zombie
+        .abort_transaction(Duration::from_secs(15))
+        .expect("abort");
+    changelog
+        .append(&[put("k", "2", 2)], &[])
+        .expect("append after");
+    let (newer, _) = restore_all(&changelog, Some(&position));
+    assert_eq!(newer, [Restored::Change(put("k", "2", 2))]);
+}
+
+#[test]
 fn a_missing_topic_is_created_compacted() {
     let kafka = require_kafka!();
     let topic = random_topic();
