@@ -25,7 +25,7 @@
 //! partition's part before the other's; the topic alerthost creates has one
 //! partition.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -404,9 +404,12 @@ impl Changelog {
 
     /// Read every partition of the changelog from `since` (or its
     /// beginning) up to its end as of this call, and hand each committed
-    /// record to `apply` in log order (per partition). Returns the position
-    /// to restore from next time. A record that does not decode, or holds
-    /// another handler's state, is an error naming its partition and offset.
+    /// record to `apply` in log order (per partition). An append under way
+    /// before that end is waited for (twice the timeout at most, then what
+    /// precedes it is returned); nothing written after it is. Returns the
+    /// position to restore from next time. A record that does not decode, or
+    /// holds another handler's state, is an error naming its partition and
+    /// offset.
     pub fn restore(
         &self,
         since: Option<&ChangelogPosition>,
@@ -454,12 +457,18 @@ impl Changelog {
             bail!("the topic has no partitions (was it deleted?)");
         }
 
+        // The end of each partition as of now, appends under way included
+        // (a read_committed client is told only where they begin).
+        let ends_client: BaseConsumer = client_config(&self.connection)
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .context("cannot create a Kafka consumer")?;
         // Per partition: where reading starts and the end as of now.
         let mut position = ChangelogPosition::default();
         let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
-            let (low, high) = consumer
+            let (low, high) = ends_client
                 .fetch_watermarks(&self.topic, partition, self.timeout)
                 .with_context(|| format!("cannot read the end offset of partition {partition}"))?;
             let start = match since.and_then(|s| s.next(partition)) {
@@ -488,10 +497,31 @@ impl Changelog {
             .assign(&assignment)
             .context("cannot assign the topic's partitions")?;
 
+        // Partitions read up to an append still under way before their end:
+        // it is waited for (it commits or is aborted, within the writer's
+        // transaction timeout), so a restore does not stop short of what
+        // another host wrote just before.
+        let mut under_way: BTreeSet<i32> = BTreeSet::new();
+        let open_wait = self.timeout * 2;
         let mut last_progress = Instant::now();
         while !ends.is_empty() {
             let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
-                if last_progress.elapsed() > self.timeout {
+                let waited = last_progress.elapsed();
+                if ends.keys().all(|p| under_way.contains(p)) {
+                    if waited > open_wait {
+                        // A writer with a longer transaction timeout than
+                        // alerthost's: what follows its append is restored at
+                        // the next start or assignment.
+                        tracing::warn!(
+                            topic = %self.topic,
+                            handler = %self.handler,
+                            partitions = ?ends.keys().collect::<Vec<_>>(),
+                            "an append to the changelog is still under way after {}s; restoring what precedes it",
+                            waited.as_secs()
+                        );
+                        break;
+                    }
+                } else if waited > self.timeout {
                     let stuck: Vec<String> = ends
                         .iter()
                         .map(|(p, end)| {
@@ -510,16 +540,27 @@ impl Changelog {
             let message = match polled {
                 Ok(message) => message,
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    // The end of what is committed: records past it belong to
-                    // an append not finished yet, which this call does not
-                    // wait for.
-                    ends.remove(&partition);
+                    // The end of what is committed so far: done, unless an
+                    // append that began before the end is still under way.
+                    let at = consumer.position().ok().and_then(|list| {
+                        list.find_partition(&self.topic, partition)
+                            .and_then(|e| e.offset().to_raw())
+                    });
+                    match (at, ends.get(&partition)) {
+                        (Some(at), Some(end)) if at < *end => {
+                            under_way.insert(partition);
+                        }
+                        _ => {
+                            ends.remove(&partition);
+                        }
+                    }
                     continue;
                 }
                 Err(error) => return Err(error).context("cannot read the topic"),
             };
             let partition = message.partition();
             let offset = message.offset();
+            under_way.remove(&partition);
             let Some(&end) = ends.get(&partition) else {
                 continue;
             };
