@@ -276,6 +276,39 @@ fn restore_does_not_wait_past_its_bound_for_an_append_that_never_ends() {
 }
 
 #[test]
+fn a_static_member_restarted_aborts_its_unfinished_append_at_once() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    let mut member = properties(&kafka);
+    member.insert("group.instance.id".into(), "alerthost-box-1234abcd".into());
+    let timeout = Duration::from_secs(2);
+    Changelog::open_with_timeout(&member, &topic, "dedupe", timeout)
+        .expect("open")
+        .append(&[put("k", "1", 1)], &[])
+        .expect("append");
+    // The same member's previous process, killed halfway through an append
+    // (its transaction would stay open for two minutes).
+    let killed = writer(
+        &kafka,
+        &format!("alerthost-changelog-{topic}-alerthost-box-1234abcd"),
+        Duration::from_secs(120),
+    );
+    begin_put(&killed, &topic, "k", "half an append");
+
+    let restarted =
+        Changelog::open_with_timeout(&member, &topic, "dedupe", timeout).expect("reopen");
+    let (restored, position) = restore_all(&restarted, None);
+    assert_eq!(restored, [Restored::Change(put("k", "1", 1))]);
+    // What the restarted host appends next is readable at once, not after
+    // the dead append's two minutes.
+    restarted
+        .append(&[put("k", "2", 2)], &[])
+        .expect("append after the restart");
+    let (newer, _) = restore_all(&restarted, Some(&position));
+    assert_eq!(newer, [Restored::Change(put("k", "2", 2))]);
+}
+
+#[test]
 fn a_missing_topic_is_created_compacted() {
     let kafka = require_kafka!();
     let topic = random_topic();

@@ -223,12 +223,21 @@ impl Changelog {
         ensure_compacted(&connection, topic, handler, &servers, timeout)
             .with_context(|| format!("cannot open the {}", what()))?;
 
-        static WRITERS: AtomicU64 = AtomicU64::new(0);
-        let transactional_id = format!(
-            "alerthost-changelog-{topic}-{}-{}",
-            host_id(),
-            WRITERS.fetch_add(1, Ordering::Relaxed)
-        );
+        // A static group member keeps its transactional id across restarts,
+        // so a host killed halfway through an append aborts that append as
+        // it starts again, instead of leaving restores to wait for the
+        // broker to. Otherwise each changelog of each process has its own.
+        let transactional_id = match kafka.get("group.instance.id") {
+            Some(member) => format!("alerthost-changelog-{topic}-{member}"),
+            None => {
+                static WRITERS: AtomicU64 = AtomicU64::new(0);
+                format!(
+                    "alerthost-changelog-{topic}-{}-{}",
+                    host_id(),
+                    WRITERS.fetch_add(1, Ordering::Relaxed)
+                )
+            }
+        };
         let mut config = client_config(&connection);
         config
             .set("acks", "all")
