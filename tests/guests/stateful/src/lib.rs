@@ -15,6 +15,8 @@
 //! - `keys N`: set N keys `k0`..;
 //! - `tick`: count it (`ticks`) and save `tick #n`: unlike a first
 //!   sighting, handling it twice changes the state and the output;
+//! - `noop`: save `tick #0` without touching the state (the benchmark's
+//!   baseline for `tick`);
 //! - any other value ID: the first time, count it (`count`), remember it
 //!   (`seen/ID`) and save `ID #n` (or forward it to the sink named by the
 //!   `forward` parameter); a repeat is dropped.
@@ -121,6 +123,7 @@ impl Guest for Stateful {
                     state::set(&format!("k{i}"), b"", None);
                 }
             }
+            ["noop"] => return Ok(output(b"tick #0".to_vec())),
             ["tick"] => {
                 let ticks = state::get("ticks")
                     .and_then(|v| String::from_utf8(v).ok())
