@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use alerthost::state::Change;
 use alerthost::state::changelog::{Changelog, ChangelogPosition, HOST_HEADER, Restored, host_id};
 use alerthost_tests::{Kafka, Outgoing, OwnBroker, random_topic, require_kafka};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
 fn properties(kafka: &Kafka) -> BTreeMap<String, String> {
     BTreeMap::from([("bootstrap.servers".to_owned(), kafka.servers().to_owned())])
@@ -164,6 +166,146 @@ fn restore_from_a_position_returns_only_newer_records() {
     let (nothing, same) = restore_all(&changelog, Some(&later));
     assert!(nothing.is_empty(), "{nothing:?}");
     assert_eq!(same, later);
+}
+
+/// A transactional writer of the tests' own, standing for another host in
+/// the middle of an append.
+fn writer(kafka: &Kafka, id: &str, transaction_timeout: Duration) -> BaseProducer {
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.servers())
+        .set("transactional.id", id)
+        .set(
+            "transaction.timeout.ms",
+            transaction_timeout.as_millis().to_string(),
+        )
+        .create()
+        .expect("a transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(15))
+        .expect("init");
+    producer
+}
+
+/// Begin a transaction that writes `key` = `value` (sequence 7) of handler
+/// `dedupe`, as alerthost encodes it, and flush it to the broker.
+fn begin_put(producer: &BaseProducer, topic: &str, key: &str, value: &str) {
+    let mut encoded = vec![1];
+    encoded.extend_from_slice(&7u64.to_be_bytes());
+    encoded.push(0);
+    encoded.extend_from_slice(value.as_bytes());
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "alerthost.handler",
+        value: Some("dedupe"),
+    });
+    producer.begin_transaction().expect("begin");
+    producer
+        .send(
+            BaseRecord::to(topic)
+                .key(&format!("s/{key}"))
+                .payload(&encoded)
+                .headers(headers),
+        )
+        .expect("queued");
+    producer.flush(Duration::from_secs(15)).expect("flushed");
+}
+
+#[test]
+fn restore_waits_for_an_append_under_way_and_reads_it_only_if_committed() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    let changelog = Changelog::open(&properties(&kafka), &topic, "dedupe").expect("open");
+    changelog
+        .append(&[put("k", "1", 1)], &[("t".into(), 0, 1)])
+        .expect("append");
+
+    let other = writer(&kafka, &format!("{topic}-other"), Duration::from_secs(60));
+    begin_put(&other, &topic, "k", "2");
+    let (restored, position) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            other
+                .commit_transaction(Duration::from_secs(15))
+                .expect("commit");
+        });
+        restore_all(&changelog, None)
+    });
+    assert_eq!(
+        restored,
+        [
+            Restored::Change(put("k", "1", 1)),
+            Restored::Watermark {
+                topic: "t".into(),
+                partition: 0,
+                next: 1
+            },
+            Restored::Change(put("k", "2", 7)),
+        ]
+    );
+
+    begin_put(&other, &topic, "k", "3");
+    let (aborted, _) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            other
+                .abort_transaction(Duration::from_secs(15))
+                .expect("abort");
+        });
+        restore_all(&changelog, Some(&position))
+    });
+    assert!(aborted.is_empty(), "{aborted:?}");
+}
+
+#[test]
+fn restore_does_not_wait_past_its_bound_for_an_append_that_never_ends() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    let timeout = Duration::from_secs(1);
+    let changelog =
+        Changelog::open_with_timeout(&properties(&kafka), &topic, "dedupe", timeout).expect("open");
+    changelog.append(&[put("k", "1", 1)], &[]).expect("append");
+    // A writer that died halfway through an append, with a transaction
+    // timeout longer than alerthost's.
+    let zombie = writer(&kafka, &format!("{topic}-zombie"), Duration::from_secs(120));
+    begin_put(&zombie, &topic, "k", "half an append");
+
+    let started = Instant::now();
+    let (restored, _) = restore_all(&changelog, None);
+    let took = started.elapsed();
+    assert_eq!(restored, [Restored::Change(put("k", "1", 1))]);
+    assert!(took < Duration::from_secs(20), "the restore took {took:?}");
+}
+
+#[test]
+fn a_static_member_restarted_aborts_its_unfinished_append_at_once() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    let mut member = properties(&kafka);
+    member.insert("group.instance.id".into(), "alerthost-box-1234abcd".into());
+    let timeout = Duration::from_secs(2);
+    Changelog::open_with_timeout(&member, &topic, "dedupe", timeout)
+        .expect("open")
+        .append(&[put("k", "1", 1)], &[])
+        .expect("append");
+    // The same member's previous process, killed halfway through an append
+    // (its transaction would stay open for two minutes).
+    let killed = writer(
+        &kafka,
+        &format!("alerthost-changelog-{topic}-alerthost-box-1234abcd"),
+        Duration::from_secs(120),
+    );
+    begin_put(&killed, &topic, "k", "half an append");
+
+    let restarted =
+        Changelog::open_with_timeout(&member, &topic, "dedupe", timeout).expect("reopen");
+    let (restored, position) = restore_all(&restarted, None);
+    assert_eq!(restored, [Restored::Change(put("k", "1", 1))]);
+    // What the restarted host appends next is readable at once, not after
+    // the dead append's two minutes.
+    restarted
+        .append(&[put("k", "2", 2)], &[])
+        .expect("append after the restart");
+    let (newer, _) = restore_all(&restarted, Some(&position));
+    assert_eq!(newer, [Restored::Change(put("k", "2", 2))]);
 }
 
 #[test]

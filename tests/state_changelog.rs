@@ -24,14 +24,26 @@ fn guest(name: &str) -> PathBuf {
 /// A host's config in `dir`: `stateful` on `topic`, saves under `dir/out`,
 /// state in `dir/state`, its changelog `changelog`.
 fn config(kafka: &Kafka, dir: &Path, topic: &str, group: &str, changelog: &str) -> PathBuf {
+    config_with(kafka, dir, topic, group, Some(changelog), "")
+}
+
+/// [`config`], with no changelog when `changelog` is `None`, and `source`
+/// added to `[source]`.
+fn config_with(
+    kafka: &Kafka,
+    dir: &Path,
+    topic: &str,
+    group: &str,
+    changelog: Option<&str>,
+    source: &str,
+) -> PathBuf {
     let text = format!(
         r#"[source]
 bootstrap_servers = {servers}
 topics = [{topic}]
 group_id = {group}
 commit_interval_ms = 100
-# Dynamic membership: a host that stops leaves the group at once.
-instance_id = ""
+{source}
 
 [sinks.files]
 type = "file"
@@ -47,15 +59,15 @@ component = {component}
 topics = [{topic}]
 on_error = "stop"
 save_to = "files"
-
-[handler.state]
-changelog = {changelog}
+{changelog}
 "#,
         servers = toml_str(kafka.servers()),
         topic = toml_str(topic),
         group = toml_str(group),
         component = toml_str(guest("stateful").to_str().unwrap()),
-        changelog = toml_str(changelog),
+        changelog = changelog
+            .map(|topic| format!("\n[handler.state]\nchangelog = {}\n", toml_str(topic)))
+            .unwrap_or_default(),
     );
     write_config(dir, &text)
 }
@@ -124,6 +136,91 @@ fn a_deleted_local_store_is_restored_from_the_changelog_with_the_same_outputs() 
     assert_eq!(saved(dir.path()), want);
 }
 
+/// Copy the files of directory `from` into a new directory `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_local_store_behind_the_changelog_catches_up_with_the_same_outputs() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let changelog = random_topic();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&kafka, dir.path(), &topic, &random_group(), &changelog);
+    let state = dir.path().join("state");
+    let old = dir.path().join("state-old");
+
+    produce(&kafka, &topic, 0, &["a", "b"]);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], 2);
+    host.stop_cleanly();
+    copy_dir(&state, &old);
+
+    produce(&kafka, &topic, 0, &["c", "a"]);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], 3);
+    host.stop_cleanly();
+
+    // The store as it was before the second run: behind the changelog.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::rename(&old, &state).unwrap();
+    produce(&kafka, &topic, 0, &["c", "b", "d"]);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], 4);
+    host.stop_cleanly();
+    let want = BTreeMap::from([
+        ((0, 0), "a #1".to_owned()),
+        ((0, 1), "b #2".to_owned()),
+        ((0, 2), "c #3".to_owned()),
+        ((0, 6), "d #4".to_owned()),
+    ]);
+    assert_eq!(saved(dir.path()), want);
+}
+
+#[test]
+fn a_changelog_added_to_a_handler_with_state_starts_with_that_state() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let changelog = random_topic();
+    let group = random_group();
+    let dir = tempfile::tempdir().unwrap();
+
+    // State kept locally only.
+    let local = config_with(&kafka, dir.path(), &topic, &group, None, "");
+    produce(&kafka, &topic, 0, &["a", "b"]);
+    let mut host = start_host(&local, &[]);
+    wait_saved(&mut host, &[dir.path()], 2);
+    host.stop_cleanly();
+
+    // The changelog is configured: the state so far goes to it, so a store
+    // lost afterwards still comes back whole.
+    let with_changelog = config(&kafka, dir.path(), &topic, &group, &changelog);
+    produce(&kafka, &topic, 0, &["c"]);
+    let mut host = start_host(&with_changelog, &[]);
+    wait_saved(&mut host, &[dir.path()], 3);
+    host.stop_cleanly();
+
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    produce(&kafka, &topic, 0, &["a", "c", "d"]);
+    let mut host = start_host(&with_changelog, &[]);
+    wait_saved(&mut host, &[dir.path()], 4);
+    host.stop_cleanly();
+    let want = BTreeMap::from([
+        ((0, 0), "a #1".to_owned()),
+        ((0, 1), "b #2".to_owned()),
+        ((0, 2), "c #3".to_owned()),
+        ((0, 5), "d #4".to_owned()),
+    ]);
+    assert_eq!(saved(dir.path()), want);
+}
+
 #[test]
 fn a_second_host_takes_over_with_the_state_written_and_sees_only_its_own_writes_until_a_rebalance()
 {
@@ -134,8 +231,24 @@ fn a_second_host_takes_over_with_the_state_written_and_sees_only_its_own_writes_
     let group = random_group();
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let dirs = [one.path(), two.path()];
-    let config_one = config(&kafka, one.path(), &topic, &group, &changelog);
-    let config_two = config(&kafka, two.path(), &topic, &group, &changelog);
+    // Dynamic membership: a host that stops leaves the group at once.
+    let dynamic = "instance_id = \"\"";
+    let config_one = config_with(
+        &kafka,
+        one.path(),
+        &topic,
+        &group,
+        Some(&changelog),
+        dynamic,
+    );
+    let config_two = config_with(
+        &kafka,
+        two.path(),
+        &topic,
+        &group,
+        Some(&changelog),
+        dynamic,
+    );
 
     // Host one alone: both partitions.
     produce(&kafka, &topic, 0, &["a", "b"]);
@@ -201,4 +314,73 @@ fn a_second_host_takes_over_with_the_state_written_and_sees_only_its_own_writes_
     .map(|(p, id)| (*p, id.to_string()))
     .collect();
     assert_eq!(saved_ids, want);
+}
+
+/// `n` event ids with repeats: `ev-0`, `ev-1`, `ev-0`, `ev-2`, ...
+fn stream(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("ev-{}", if i % 3 == 2 { i / 3 } else { i - i / 3 }))
+        .collect()
+}
+
+/// What an uninterrupted run saves on partition 0: offset → `ID #n` for
+/// each first sighting.
+fn expected(events: &[String]) -> BTreeMap<(i32, i64), String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = BTreeMap::new();
+    for (offset, id) in events.iter().enumerate() {
+        if seen.insert(id.clone()) {
+            out.insert((0, offset as i64), format!("{id} #{}", seen.len()));
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_at_random_points_then_a_lost_store_gives_the_outputs_of_an_uninterrupted_run() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let changelog = random_topic();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&kafka, dir.path(), &topic, &random_group(), &changelog);
+    let events = stream(600);
+    // Kill points from the clock: a different interleaving every run.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for produced in [200, 400, 600] {
+        let batch: Vec<&str> = events[produced - 200..produced]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        produce(&kafka, &topic, 0, &batch);
+        let mut host = start_host(&config, &[]);
+        let before = saved(dir.path()).len();
+        let possible = expected(&events[..produced]).len();
+        let target = (before + 1 + (next() % 100) as usize).min(possible);
+        wait_saved(&mut host, &[dir.path()], target);
+        std::thread::sleep(Duration::from_millis(next() % 300));
+        host.kill_9();
+    }
+    // The store is lost with the machine: the last host starts from the
+    // changelog alone and handles everything once a message after them all
+    // is saved.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let mut events = events;
+    events.push("ev-last".to_owned());
+    produce(&kafka, &topic, 0, &["ev-last"]);
+    let want = expected(&events);
+    let mut host = start_host(&config, &[]);
+    wait_saved(&mut host, &[dir.path()], want.len());
+    host.stop_cleanly();
+    assert_eq!(saved(dir.path()), want);
 }

@@ -450,6 +450,19 @@ impl Config {
                 .state
                 .validate()
                 .with_context(|| format!("{at}: [handler.state]"))?;
+            // A changelog holds one handler's keys: two handlers sharing one
+            // would restore each other's state.
+            if let Some(topic) = &handler.state.changelog
+                && let Some(other) = handlers
+                    .iter()
+                    .find(|h: &&HandlerPlan| h.config.state.changelog.as_ref() == Some(topic))
+            {
+                bail!(
+                    "{at}: [handler.state] changelog = \"{topic}\" is the changelog of handler `{}` \
+                     already: give each handler a topic of its own",
+                    other.config.name
+                );
+            }
             if let Some(save_to) = &handler.save_to {
                 match sinks.get(save_to) {
                     Some(SinkConfig::File { .. }) => {}

@@ -1,6 +1,5 @@
 //! `alerthost run`: the long-running host.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -100,21 +99,6 @@ pub fn run_plan(
     } else {
         None
     };
-    // A changelog holds one handler's keys: two handlers sharing one would
-    // restore each other's state.
-    let mut changelogs: BTreeMap<&str, &str> = BTreeMap::new();
-    for handler in &plan.handlers {
-        if let Some(topic) = &handler.config.state.changelog
-            && let Some(other) = changelogs.insert(topic, &handler.config.name)
-        {
-            anyhow::bail!(
-                "handlers `{other}` and `{}` both name `{topic}` as [handler.state] changelog in {}; \
-                 give each handler a topic of its own",
-                handler.config.name,
-                plan.path.display()
-            );
-        }
-    }
     let mut handlers = Vec::new();
     for (handler, code) in plan.handlers.iter().zip(loaded) {
         let config = &handler.config;

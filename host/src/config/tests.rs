@@ -102,6 +102,21 @@ fn kafka_env_follows_gcn_kafka_config_from_env() {
 }
 
 #[test]
+fn two_handlers_on_one_changelog_are_refused_with_both_names() {
+    let second = MINIMAL.replace("name = \"h\"", "name = \"g\"");
+    let second = &second[second.find("[[handler]]").unwrap()..];
+    let text = format!(
+        "{MINIMAL}[handler.state]\nchangelog = \"state.h\"\n\n{second}[handler.state]\nchangelog = \"state.h\"\n"
+    );
+    let error = format!("{:#}", load(&text, &[]).unwrap_err());
+    for needed in ["`g`", "\"state.h\"", "handler `h`"] {
+        assert!(error.contains(needed), "{error} should name {needed}");
+    }
+    let apart = text.replacen("changelog = \"state.h\"", "changelog = \"state.g\"", 1);
+    load(&apart, &[]).expect("a topic each");
+}
+
+#[test]
 fn cross_references_are_checked_with_names() {
     let cases = [
         (

@@ -4,8 +4,8 @@
 //! one with its local store lost, rebuilds the same state.
 //!
 //! Records:
-//! - `s/<state key>`: a value ([`encode_put`]: version, sequence number,
-//!   expiry, bytes); a delete is a tombstone (null value) carrying its
+//! - `s/<state key>`: a value (version byte, sequence number, optional
+//!   expiry, the bytes); a delete is a tombstone (null value) carrying its
 //!   sequence number in the `alerthost.seq` header, so compaction keeps only
 //!   the latest change of each key and drops deleted keys;
 //! - `w/<topic>/<partition>`: the next source offset whose effects are not
@@ -19,9 +19,13 @@
 //! acks=all): the changes and the watermarks they lead to become visible to
 //! [`Changelog::restore`] (which reads committed records only) together or
 //! not at all. A watermark is therefore never read without the changes that
-//! precede it, even when a host dies halfway through an append.
+//! precede it, even when a host dies halfway through an append. (On a topic
+//! of several partitions the broker marks a transaction committed partition
+//! by partition, so a restore running at that instant may read one
+//! partition's part before the other's; the topic alerthost creates has one
+//! partition.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -121,7 +125,7 @@ impl From<BTreeMap<i32, i64>> for ChangelogPosition {
 /// Remembers the first delivery failure of an append and the last client
 /// error, for the error an append returns.
 #[derive(Debug, Default)]
-pub struct ChangelogContext {
+struct ChangelogContext {
     failed: Mutex<Option<String>>,
     last_error: Mutex<Option<String>>,
 }
@@ -219,12 +223,21 @@ impl Changelog {
         ensure_compacted(&connection, topic, handler, &servers, timeout)
             .with_context(|| format!("cannot open the {}", what()))?;
 
-        static WRITERS: AtomicU64 = AtomicU64::new(0);
-        let transactional_id = format!(
-            "alerthost-changelog-{topic}-{}-{}",
-            host_id(),
-            WRITERS.fetch_add(1, Ordering::Relaxed)
-        );
+        // A static group member keeps its transactional id across restarts,
+        // so a host killed halfway through an append aborts that append as
+        // it starts again, instead of leaving restores to wait for the
+        // broker to. Otherwise each changelog of each process has its own.
+        let transactional_id = match kafka.get("group.instance.id") {
+            Some(member) => format!("alerthost-changelog-{topic}-{member}"),
+            None => {
+                static WRITERS: AtomicU64 = AtomicU64::new(0);
+                format!(
+                    "alerthost-changelog-{topic}-{}-{}",
+                    host_id(),
+                    WRITERS.fetch_add(1, Ordering::Relaxed)
+                )
+            }
+        };
         let mut config = client_config(&connection);
         config
             .set("acks", "all")
@@ -400,9 +413,12 @@ impl Changelog {
 
     /// Read every partition of the changelog from `since` (or its
     /// beginning) up to its end as of this call, and hand each committed
-    /// record to `apply` in log order (per partition). Returns the position
-    /// to restore from next time. A record that does not decode, or holds
-    /// another handler's state, is an error naming its partition and offset.
+    /// record to `apply` in log order (per partition). An append under way
+    /// before that end is waited for (twice the timeout at most, then what
+    /// precedes it is returned); nothing written after it is. Returns the
+    /// position to restore from next time. A record that does not decode, or
+    /// holds another handler's state, is an error naming its partition and
+    /// offset.
     pub fn restore(
         &self,
         since: Option<&ChangelogPosition>,
@@ -450,12 +466,18 @@ impl Changelog {
             bail!("the topic has no partitions (was it deleted?)");
         }
 
+        // The end of each partition as of now, appends under way included
+        // (a read_committed client is told only where they begin).
+        let ends_client: BaseConsumer = client_config(&self.connection)
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .context("cannot create a Kafka consumer")?;
         // Per partition: where reading starts and the end as of now.
         let mut position = ChangelogPosition::default();
         let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
-            let (low, high) = consumer
+            let (low, high) = ends_client
                 .fetch_watermarks(&self.topic, partition, self.timeout)
                 .with_context(|| format!("cannot read the end offset of partition {partition}"))?;
             let start = match since.and_then(|s| s.next(partition)) {
@@ -484,10 +506,31 @@ impl Changelog {
             .assign(&assignment)
             .context("cannot assign the topic's partitions")?;
 
+        // Partitions read up to an append still under way before their end:
+        // it is waited for (it commits or is aborted, within the writer's
+        // transaction timeout), so a restore does not stop short of what
+        // another host wrote just before.
+        let mut under_way: BTreeSet<i32> = BTreeSet::new();
+        let open_wait = self.timeout * 2;
         let mut last_progress = Instant::now();
         while !ends.is_empty() {
             let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
-                if last_progress.elapsed() > self.timeout {
+                let waited = last_progress.elapsed();
+                if ends.keys().all(|p| under_way.contains(p)) {
+                    if waited > open_wait {
+                        // A writer with a longer transaction timeout than
+                        // alerthost's: what follows its append is restored at
+                        // the next start or assignment.
+                        tracing::warn!(
+                            topic = %self.topic,
+                            handler = %self.handler,
+                            partitions = ?ends.keys().collect::<Vec<_>>(),
+                            "an append to the changelog is still under way after {}s; restoring what precedes it",
+                            waited.as_secs()
+                        );
+                        break;
+                    }
+                } else if waited > self.timeout {
                     let stuck: Vec<String> = ends
                         .iter()
                         .map(|(p, end)| {
@@ -506,16 +549,27 @@ impl Changelog {
             let message = match polled {
                 Ok(message) => message,
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    // The end of what is committed: records past it belong to
-                    // an append not finished yet, which this call does not
-                    // wait for.
-                    ends.remove(&partition);
+                    // The end of what is committed so far: done, unless an
+                    // append that began before the end is still under way.
+                    let at = consumer.position().ok().and_then(|list| {
+                        list.find_partition(&self.topic, partition)
+                            .and_then(|e| e.offset().to_raw())
+                    });
+                    match (at, ends.get(&partition)) {
+                        (Some(at), Some(end)) if at < *end => {
+                            under_way.insert(partition);
+                        }
+                        _ => {
+                            ends.remove(&partition);
+                        }
+                    }
                     continue;
                 }
                 Err(error) => return Err(error).context("cannot read the topic"),
             };
             let partition = message.partition();
             let offset = message.offset();
+            under_way.remove(&partition);
             let Some(&end) = ends.get(&partition) else {
                 continue;
             };
@@ -718,7 +772,7 @@ fn watermark_key(topic: &str, partition: i32) -> String {
 
 /// A put's value: version, sequence number (u64 big-endian), flags, the
 /// expiry (i64 big-endian ms) when the flags say so, then the bytes.
-pub fn encode_put(seq: u64, expires_ms: Option<i64>, value: &[u8]) -> Vec<u8> {
+fn encode_put(seq: u64, expires_ms: Option<i64>, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(18 + value.len());
     out.push(VERSION);
     out.extend_from_slice(&seq.to_be_bytes());
@@ -734,7 +788,7 @@ pub fn encode_put(seq: u64, expires_ms: Option<i64>, value: &[u8]) -> Vec<u8> {
 }
 
 /// A watermark's value: version, then the next offset (i64 big-endian).
-pub fn encode_watermark(next: i64) -> Vec<u8> {
+fn encode_watermark(next: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
     out.push(VERSION);
     out.extend_from_slice(&next.to_be_bytes());
@@ -767,7 +821,7 @@ fn decode(message: &impl rdkafka::Message, handler: &str) -> anyhow::Result<Rest
 }
 
 /// Decode a record from its key, value and `alerthost.seq` header.
-pub fn decode_record(
+fn decode_record(
     key: &str,
     value: Option<&[u8]>,
     seq_header: Option<&str>,

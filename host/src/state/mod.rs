@@ -818,6 +818,61 @@ impl HandlerState {
             keys = touched.len(),
             "handler state restored from its changelog"
         );
+        if since.is_none() {
+            // The first time this store meets this changelog: what the store
+            // held before the changelog was configured is written to it too,
+            // or another host would never see it.
+            self.seed(changelog, &inner)?;
+        }
+        Ok(())
+    }
+
+    /// Write every key the store holds for the handler that did not come
+    /// from the changelog, and its watermarks, to `changelog`.
+    fn seed(&self, changelog: &Changelog, inner: &Inner) -> anyhow::Result<()> {
+        let name = self.name.as_str();
+        let path = &self.shared.path;
+        let err = |e: &dyn std::fmt::Display| store_error(path, e);
+        let txn = self.shared.db.begin_read().map_err(|e| err(&e))?;
+        let values = txn.open_table(VALUES).map_err(|e| err(&e))?;
+        let mut changes = Vec::new();
+        for entry in values.range((name, "")..).map_err(|e| err(&e))? {
+            let (key, value) = entry.map_err(|e| err(&e))?;
+            let (handler, key) = key.value();
+            if handler != name {
+                break;
+            }
+            let (seq, expires_ms, value) = value.value();
+            // A value restored from the changelog is there already, and
+            // writing it again could hide a newer one another host wrote
+            // since.
+            if seq == RESTORED_SEQ {
+                continue;
+            }
+            changes.push(Change::Put {
+                key: key.to_owned(),
+                value: value.to_vec(),
+                expires_ms,
+                seq,
+            });
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<(String, i32, i64)> = inner
+            .applied
+            .iter()
+            .map(|((topic, partition), next)| (topic.to_string(), *partition, *next))
+            .collect();
+        changelog
+            .append(&changes, &marks)
+            .with_context(|| format!("handler `{name}`: write its state to a new changelog"))?;
+        tracing::info!(
+            handler = name,
+            changelog = changelog.topic(),
+            keys = changes.len(),
+            "handler state written to its new changelog"
+        );
         Ok(())
     }
 
