@@ -14,6 +14,8 @@ use crate::reload::{Reloader, Trigger};
 use crate::runtime::{Compiler, Runtime, RuntimeOptions};
 use crate::shutdown::Shutdown;
 use crate::source::{Bounds, SourceOptions};
+use crate::state::StateStore;
+use crate::state::changelog::Changelog;
 use crate::stats::Stats;
 use crate::telemetry::{Metrics, MetricsServer};
 
@@ -81,12 +83,49 @@ pub fn run_plan(
         cache_dir: plan.cache_dir.clone(),
         compiler: Compiler::this_executable()?,
     })?);
-    let mut handlers = Vec::new();
+    let mut loaded = Vec::new();
     for handler in &plan.handlers {
         let config = &handler.config;
         let code = runtime
             .load_file(&config.component, &config.limits)
             .with_context(|| format!("handler `{}`", config.name))?;
+        loaded.push(code);
+    }
+    // The store is opened only when some handler keeps state.
+    let store = if loaded.iter().any(|code| code.uses_state()) {
+        let store = StateStore::open(&plan.state_dir)
+            .with_context(|| format!("[runtime] state_dir in {}", plan.path.display()))?;
+        tracing::info!(path = %store.path().display(), "handler state store open");
+        Some(Arc::new(store))
+    } else {
+        None
+    };
+    let mut handlers = Vec::new();
+    for (handler, code) in plan.handlers.iter().zip(loaded) {
+        let config = &handler.config;
+        let state = match &store {
+            Some(store) if code.uses_state() => Some(
+                store
+                    .handler(&config.name, config.state.limits())
+                    .with_context(|| format!("handler `{}`: state", config.name))?,
+            ),
+            _ => None,
+        };
+        match (&config.state.changelog, &state) {
+            // A dry run changes nothing, not even a topic.
+            (Some(topic), Some(state)) if !dry_run => {
+                let changelog = Changelog::open(&plan.kafka, topic, &config.name)?;
+                state
+                    .follow(changelog)
+                    .with_context(|| format!("handler `{}`: restore its state", config.name))?;
+            }
+            (Some(topic), None) => tracing::warn!(
+                handler = %config.name,
+                changelog = %topic,
+                "the handler's component keeps no state (it does not import `state`); its changelog is not used"
+            ),
+            _ => {}
+        }
         tracing::info!(
             handler = %config.name,
             version = code.version(),
@@ -108,6 +147,7 @@ pub fn run_plan(
             on_error: config.on_error,
             retries: config.retries,
             dead_letter: handler.dead_letter.clone(),
+            state,
         });
     }
     let handlers = Arc::new(handlers);
@@ -155,6 +195,7 @@ pub fn run_plan(
         commit_interval: plan.commit_interval,
         bounds,
         progress,
+        durability: store.map(|store| store as Arc<dyn crate::commit::Durability>),
     };
     pipeline.run(options, || {
         if let Some(reload) = reload {

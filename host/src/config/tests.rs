@@ -102,6 +102,21 @@ fn kafka_env_follows_gcn_kafka_config_from_env() {
 }
 
 #[test]
+fn two_handlers_on_one_changelog_are_refused_with_both_names() {
+    let second = MINIMAL.replace("name = \"h\"", "name = \"g\"");
+    let second = &second[second.find("[[handler]]").unwrap()..];
+    let text = format!(
+        "{MINIMAL}[handler.state]\nchangelog = \"state.h\"\n\n{second}[handler.state]\nchangelog = \"state.h\"\n"
+    );
+    let error = format!("{:#}", load(&text, &[]).unwrap_err());
+    for needed in ["`g`", "\"state.h\"", "handler `h`"] {
+        assert!(error.contains(needed), "{error} should name {needed}");
+    }
+    let apart = text.replacen("changelog = \"state.h\"", "changelog = \"state.g\"", 1);
+    load(&apart, &[]).expect("a topic each");
+}
+
+#[test]
 fn cross_references_are_checked_with_names() {
     let cases = [
         (
@@ -148,6 +163,7 @@ fn fields_of(section: &str) -> Vec<String> {
         "source" => "[source]\nzzz = 1\n".to_owned(),
         "handler" => "[source]\ntopics = []\n[[handler]]\nzzz = 1\n".to_owned(),
         "limits" => "[source]\ntopics = []\n[[handler]]\nname = \"h\"\ncomponent = \"c\"\ntopics = []\n[handler.limits]\nzzz = 1\n".to_owned(),
+        "state" => "[source]\ntopics = []\n[[handler]]\nname = \"h\"\ncomponent = \"c\"\ntopics = []\n[handler.state]\nzzz = 1\n".to_owned(),
         "runtime" => "[source]\ntopics = []\n[runtime]\nzzz = 1\n".to_owned(),
         "metrics" => "[source]\ntopics = []\n[metrics]\nzzz = 1\n".to_owned(),
         _ => unreachable!(),
@@ -169,7 +185,7 @@ fn fields_of(section: &str) -> Vec<String> {
 fn readme_documents_every_config_key() {
     let readme = include_str!("../../../README.md");
     let mut missing = Vec::new();
-    for section in ["source", "handler", "limits", "runtime", "metrics"] {
+    for section in ["source", "handler", "limits", "state", "runtime", "metrics"] {
         let fields = fields_of(section);
         assert!(!fields.is_empty(), "{section}: {fields:?}");
         for field in fields {
@@ -292,4 +308,33 @@ fn metrics_listen_is_checked_when_loaded() {
             "want the key and {bad:?} in: {err}"
         );
     }
+}
+
+#[test]
+fn state_settings_are_checked_naming_the_file_handler_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("max_keys = 0", "`max_keys` must be greater than 0"),
+        (
+            "max_value_kib = 2000000",
+            "`max_value_kib` = 2000000 is over",
+        ),
+        (
+            "changelog = \"bad topic\"",
+            "`changelog` = \"bad topic\" is not a valid Kafka topic name",
+        ),
+    ];
+    for (setting, want) in cases {
+        let path = write(
+            dir.path(),
+            &format!("{MINIMAL}\n[handler.state]\n{setting}\n"),
+        );
+        let err = format!("{:#}", Config::load(&path).unwrap_err());
+        for part in [&path.display().to_string(), "`h`", "[handler.state]", want] {
+            assert!(err.contains(part), "want {part:?} in: {err}");
+        }
+    }
+    let plan = load(MINIMAL, &[]).unwrap();
+    assert_eq!(plan.handlers[0].config.state, StateConfig::default());
+    assert!(plan.state_dir.ends_with("state"), "{:?}", plan.state_dir);
 }
