@@ -333,8 +333,8 @@ fn text_notice(pairs: &[(String, String)]) -> Option<Notice> {
 /// A classic text `GRB_ERROR` such as `7.60 [deg radius, statistical only]`
 /// or `3.00 [arcmin radius, stat+sys, 90% containment]`, in degrees.
 fn text_radius(text: &str) -> Option<f64> {
-    let mut words = text.split_whitespace();
-    let number = payload_number(words.next()?)?;
+    let mut words = text.split_ascii_whitespace();
+    let number = payload_number(words.next()?.trim())?;
     let unit = words.next()?.trim_start_matches('[');
     let unit = unit.split([',', ']']).next().unwrap_or_default();
     match unit {

@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 #: The version of the ``alerthost:handler`` WIT package this SDK targets.
-WIT_VERSION = "0.1.0"
+WIT_VERSION = "0.2.0"
 
 Bytes = Union[bytes, bytearray, memoryview, str]
 
