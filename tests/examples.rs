@@ -36,7 +36,7 @@ fn run(name: &str, params: &[(&str, &str)]) -> BTreeMap<String, Result<Vec<Actio
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let (mut handler, _) = LiveHandler::new(Arc::new(code), params).unwrap();
+    let (mut handler, _) = LiveHandler::new(Arc::new(code), params, None).unwrap();
     samples()
         .into_iter()
         .enumerate()

@@ -34,7 +34,9 @@ fn engines() -> [Runtime; 2] {
 
 fn start(runtime: &Runtime, name: &str, limits: &Limits) -> LiveHandler {
     let code = runtime.load_file(&guest(name), limits).unwrap();
-    LiveHandler::new(Arc::new(code), Vec::new()).unwrap().0
+    LiveHandler::new(Arc::new(code), Vec::new(), None)
+        .unwrap()
+        .0
 }
 
 fn message(value: &[u8]) -> Message {
@@ -199,7 +201,8 @@ fn init_error_refuses_the_handler_with_its_reason() {
     let code = runtime
         .load_file(&guest("init-fails"), &Limits::default())
         .unwrap();
-    let failure = LiveHandler::new(Arc::new(code), vec![("a".into(), "1".into())]).unwrap_err();
+    let failure =
+        LiveHandler::new(Arc::new(code), vec![("a".into(), "1".into())], None).unwrap_err();
     assert_eq!(failure.kind, FailureKind::Init);
     assert!(failure.text.contains("init refused"), "{}", failure.text);
 }
@@ -265,7 +268,9 @@ fn compiled_component_is_cached_for_the_next_start() {
         .load_file(&guest("panic"), &Limits::default())
         .unwrap();
     assert!(code.info().from_cache);
-    let mut handler = LiveHandler::new(Arc::new(code), Vec::new()).unwrap().0;
+    let mut handler = LiveHandler::new(Arc::new(code), Vec::new(), None)
+        .unwrap()
+        .0;
     assert_handles_normally(&mut handler);
 }
 
@@ -286,7 +291,7 @@ fn sleeping_in_handle_times_out_within_twice_the_limit() {
         let limits = Limits::default();
         let code = Arc::new(runtime.load_file(&guest("sleepy"), &limits).unwrap());
         within(10 * limits.timeout(), move || {
-            let mut handler = LiveHandler::new(code, Vec::new()).unwrap().0;
+            let mut handler = LiveHandler::new(code, Vec::new(), None).unwrap().0;
             for trigger in [&b"sleep"[..], b"nap-loop"] {
                 let started = Instant::now();
                 let (kind, text, _) = failure_of(&mut handler, trigger);
@@ -309,7 +314,7 @@ fn sleeping_in_init_is_stopped_at_the_init_timeout() {
     );
     let started = Instant::now();
     let failure = within(2 * INIT_TIMEOUT, move || {
-        LiveHandler::new(code, vec![("sleep".into(), "init".into())]).unwrap_err()
+        LiveHandler::new(code, vec![("sleep".into(), "init".into())], None).unwrap_err()
     });
     assert_eq!(failure.kind, FailureKind::Init, "{}", failure.text);
     assert!(failure.text.contains("time limit"), "{}", failure.text);
@@ -323,7 +328,7 @@ fn slow_init_after_a_trap_does_not_stretch_the_next_message() {
     let code = runtime.load_file(&guest("slow-init"), &limits).unwrap();
     let spin = Duration::from_secs(3);
     let params = vec![("spin_ms".into(), spin.as_millis().to_string())];
-    let (mut handler, init_logs) = LiveHandler::new(Arc::new(code), params).unwrap();
+    let (mut handler, init_logs) = LiveHandler::new(Arc::new(code), params, None).unwrap();
     assert!(init_logs.iter().any(|l| l.text == "init done"));
 
     let (kind, text, _) = failure_of(&mut handler, b"panic");
@@ -372,8 +377,12 @@ fn huge_error_texts_are_cut_for_every_consumer() {
     assert_handles_normally(&mut handler);
 
     let code = runtime.load_file(&guest("bloat"), &limits).unwrap();
-    let failure =
-        LiveHandler::new(Arc::new(code), vec![("init_error_mib".into(), "40".into())]).unwrap_err();
+    let failure = LiveHandler::new(
+        Arc::new(code),
+        vec![("init_error_mib".into(), "40".into())],
+        None,
+    )
+    .unwrap_err();
     assert_eq!(failure.kind, FailureKind::Init);
     assert!(
         failure.text.contains("init says no"),
@@ -533,7 +542,9 @@ fn substituted_cache_artifact_is_refused() {
     let second = Runtime::new(&options).unwrap();
     let code = second.load_file(&guest("panic"), &limits).unwrap();
     assert!(!code.info().from_cache, "the substituted artifact was used");
-    let mut handler = LiveHandler::new(Arc::new(code), Vec::new()).unwrap().0;
+    let mut handler = LiveHandler::new(Arc::new(code), Vec::new(), None)
+        .unwrap()
+        .0;
     let (kind, text, _) = failure_of(&mut handler, b"panic");
     assert_eq!(kind, FailureKind::Trap, "it runs as `panic`: {text}");
     // Recompiled and cached again, it verifies.

@@ -128,7 +128,7 @@ fn many_large_memories_are_refused_and_rss_stays_bounded() {
         let code = runtime
             .load_bytes(&bytes, &limits)
             .expect("the component is a well-formed handler");
-        let failure = LiveHandler::new(Arc::new(code), Vec::new()).unwrap_err();
+        let failure = LiveHandler::new(Arc::new(code), Vec::new(), None).unwrap_err();
         assert_eq!(failure.kind, FailureKind::Init, "{}", failure.text);
         assert!(failure.text.contains("memor"), "{}", failure.text);
     }
@@ -147,7 +147,7 @@ fn memories_within_the_limit_together_are_granted() {
     let code = runtime
         .load_bytes(&many_memories(4, 128), &Limits::default())
         .unwrap();
-    let failure = LiveHandler::new(Arc::new(code), Vec::new()).unwrap_err();
+    let failure = LiveHandler::new(Arc::new(code), Vec::new(), None).unwrap_err();
     // It instantiates (the start function fills all four), then `init`
     // traps: the guest's `init` is `unreachable`.
     assert_eq!(failure.kind, FailureKind::Init);

@@ -58,7 +58,8 @@ fn main() -> anyhow::Result<()> {
     let pooled_code = Arc::new(pooled.load_bytes(&bytes, &limits)?);
     for size in [1024, 100 * 1024] {
         let msg = message(size);
-        let (mut instance, _) = HandlerInstance::new(&code, &[]).map_err(anyhow::Error::new)?;
+        let (mut instance, _) =
+            HandlerInstance::new(&code, &[], None).map_err(anyhow::Error::new)?;
         let reused = per_call(20_000, || {
             instance
                 .handle(&msg)
@@ -71,7 +72,8 @@ fn main() -> anyhow::Result<()> {
             reused.as_secs_f64() * 1e6
         );
         let fresh = per_call(2_000, || {
-            let (mut instance, _) = HandlerInstance::new(&pooled_code, &[]).expect("instantiate");
+            let (mut instance, _) =
+                HandlerInstance::new(&pooled_code, &[], None).expect("instantiate");
             instance
                 .handle(&msg)
                 .outcome

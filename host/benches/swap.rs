@@ -136,6 +136,7 @@ topics = ["bench"]
         on_error: handler.config.on_error,
         retries: handler.config.retries,
         dead_letter: handler.dead_letter.clone(),
+        state: None,
     }]);
     let mut sinks = BTreeMap::new();
     sinks.insert(

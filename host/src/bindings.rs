@@ -1,8 +1,18 @@
 //! The one place host bindings for the `alerthost:handler` world are generated.
+//!
+//! The bindings are for `0.2.0`. Components built for `0.1.0` are served by
+//! the same bindings: the two worlds' types and exports are identical, and
+//! `0.1.0` has no `state` import, so the linker only adds an empty
+//! `alerthost:handler/types@0.1.0` instance (a types-only interface gives
+//! the guest nothing to call).
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "alerthost:handler/handler",
+    // A state call over a limit (or a write in `init`) stops the guest.
+    imports: {
+        "alerthost:handler/state": trappable,
+    },
 });
 
 pub use self::alerthost::handler::types::{
@@ -12,4 +22,6 @@ pub use self::alerthost::handler::types::{
 /// The WIT package and version this host speaks.
 pub const WIT_PACKAGE: &str = "alerthost:handler";
 /// The version of [`WIT_PACKAGE`] this host speaks.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
+/// Older versions of [`WIT_PACKAGE`] whose components this host still runs.
+pub const OLDER_WIT_VERSIONS: &[&str] = &["0.1.0"];

@@ -244,6 +244,13 @@ pub struct TestArgs {
     /// and time per message (p50, p99, max).
     #[arg(long)]
     pub summary: bool,
+    /// Keep the handler's state in this directory: it is persisted after
+    /// each file, so it carries across the files of a run and across runs
+    /// with the same directory. Without it, a fresh state is shared by the
+    /// files of this run only. The state belongs to the handler's name: the
+    /// component file's name without `.wasm`.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Sandbox limits.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -27,6 +27,24 @@ use crate::shutdown::{Fatal, Shutdown};
 /// A topic and partition.
 pub type TopicPartition = (Arc<str>, i32);
 
+/// What must be durable before a position is committed, beyond the
+/// messages' own actions (handler state). The source calls it; it knows
+/// nothing of what is behind it.
+pub trait Durability: Send + Sync + std::fmt::Debug {
+    /// The source is about to commit `positions` (to Kafka when
+    /// `kafka_commits`; otherwise they only mark progress): make everything
+    /// below them durable first. An error halts the host before the commit.
+    fn before_commit(
+        &self,
+        positions: &[(TopicPartition, i64)],
+        kafka_commits: bool,
+    ) -> anyhow::Result<()>;
+
+    /// `partitions` were given up: what is still pending for them belongs
+    /// to messages that are handled again.
+    fn revoked(&self, partitions: &[TopicPartition]);
+}
+
 /// A message begun and not done yet.
 #[derive(Debug, Clone, Copy)]
 struct Slot {

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use crate::runtime::Limits;
+use crate::state::StateConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +168,10 @@ pub struct HandlerConfig {
     /// Sandbox limits; every field optional.
     #[serde(default)]
     pub limits: Limits,
+    /// State limits and changelog (`[handler.state]`); every field
+    /// optional. Used only when the component imports `state`.
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 fn default_retries() -> u32 {
@@ -182,6 +187,9 @@ pub struct RuntimeConfig {
     pub workers: Option<usize>,
     /// Directory of the compiled-component cache (default as for `--cache-dir`).
     pub cache_dir: Option<PathBuf>,
+    /// Directory of the handler state store (default: `state` next to the
+    /// config file). Opened only when a handler imports `state`.
+    pub state_dir: Option<PathBuf>,
     /// Most MiB of messages in flight (read and not yet durable) before the
     /// workers wait (default 64). Each Kafka sink's producer queue is bounded
     /// to the same size.
@@ -268,6 +276,8 @@ pub struct Plan {
     pub workers: usize,
     /// Compiled-component cache.
     pub cache_dir: Option<PathBuf>,
+    /// Handler state store directory.
+    pub state_dir: PathBuf,
     /// Most bytes of messages in flight.
     pub max_inflight_bytes: u64,
     /// Where to serve metrics and health, if anywhere.
@@ -436,6 +446,10 @@ impl Config {
                 .limits
                 .validate()
                 .with_context(|| format!("{at}: limits"))?;
+            handler
+                .state
+                .validate()
+                .with_context(|| format!("{at}: [handler.state]"))?;
             if let Some(save_to) = &handler.save_to {
                 match sinks.get(save_to) {
                     Some(SinkConfig::File { .. }) => {}
@@ -524,6 +538,12 @@ impl Config {
                 .cache_dir
                 .map(|d| base.join(d))
                 .or_else(crate::runtime::ArtifactCache::default_dir),
+            state_dir: base.join(
+                self.runtime
+                    .state_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("state")),
+            ),
             metrics_listen: self.metrics.listen,
             instance_id,
         })

@@ -42,6 +42,7 @@ pub mod runtime;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod worker;

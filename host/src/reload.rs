@@ -109,10 +109,19 @@ impl Reloader {
         {
             return Ok(None);
         }
+        if code.uses_state() && spec.state.is_none() {
+            anyhow::bail!(
+                "new version {} of handler `{}` rejected: it imports `state`, and the running \
+                 version did not, so this host has no state for the handler: restart the host \
+                 to give it state",
+                code.version(),
+                spec.name
+            );
+        }
         let code = Arc::new(code);
         // A trial instance: `init` must accept the parameters before any
         // message reaches the new version.
-        LiveHandler::new(code.clone(), params.clone()).map_err(|failure| {
+        LiveHandler::new(code.clone(), params.clone(), spec.state.clone()).map_err(|failure| {
             anyhow::anyhow!(
                 "new version {} of handler `{}` rejected: {failure}",
                 code.version(),
@@ -272,7 +281,10 @@ fn restart_needed(old: &Plan, new: &Plan) -> Vec<String> {
     if old.commit_interval != new.commit_interval {
         out.push("[source] commit_interval_ms".into());
     }
-    if old.workers != new.workers || old.cache_dir != new.cache_dir {
+    if old.workers != new.workers
+        || old.cache_dir != new.cache_dir
+        || old.state_dir != new.state_dir
+    {
         out.push("[runtime]".into());
     }
     if old.metrics_listen != new.metrics_listen {
@@ -309,9 +321,10 @@ fn restart_needed(old: &Plan, new: &Plan) -> Vec<String> {
             || a.on_error != b.on_error
             || a.dead_letter != b.dead_letter
             || a.retries != b.retries
+            || a.state != b.state
         {
             out.push(format!(
-                "handler `{}`: component path, topics, sinks or error policy",
+                "handler `{}`: component path, topics, sinks, error policy or [handler.state]",
                 a.name
             ));
         }

@@ -44,6 +44,11 @@ pub enum Fatal {
     /// The Kafka source cannot go on.
     #[error("kafka source: {0}")]
     Source(String),
+    /// Handler state could not be made durable before a commit.
+    #[error(
+        "handler state: {0}; nothing past it is committed and those messages are handled again"
+    )]
+    State(String),
 }
 
 /// The stop flag and the first fatal error, shared by every thread.

@@ -29,7 +29,7 @@ use rdkafka::message::Message as _;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::commit::{InflightBudget, PartitionTrack, TopicPartition};
+use crate::commit::{Durability, InflightBudget, PartitionTrack, TopicPartition};
 use crate::config::{StartAt, TopicSelector};
 use crate::shutdown::{Fatal, Shutdown};
 use crate::stats::Stats;
@@ -79,6 +79,10 @@ pub struct SourceOptions {
     pub bounds: Bounds,
     /// Show a progress bar (on a terminal) for ranged runs.
     pub progress: bool,
+    /// What must be durable before positions are committed (handler
+    /// state); with it, positions are also persisted when nothing is
+    /// committed to Kafka (no group, a ranged run).
+    pub durability: Option<Arc<dyn Durability>>,
 }
 
 /// One partition of one assignment, for one reader: its message queue, its
@@ -125,6 +129,7 @@ pub struct SourceContext {
     budget: Arc<InflightBudget>,
     take: LaneTaker,
     commit: bool,
+    durability: Option<Arc<dyn Durability>>,
     start: StartAt,
     reset: Option<StartAt>,
     since: Option<i64>,
@@ -448,9 +453,16 @@ impl SourceContext {
             if !drained {
                 tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
             }
-            if self.commit {
+            if self.commit || self.durability.is_some() {
                 commit(consumer, &tracks);
             }
+        }
+        if let Some(durability) = &self.durability {
+            let given_up: Vec<TopicPartition> = tracks
+                .iter()
+                .map(|t| (Arc::clone(t.topic()), t.partition()))
+                .collect();
+            durability.revoked(&given_up);
         }
         let unassigned = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
@@ -483,13 +495,33 @@ fn describe(tps: &[(String, i32)]) -> String {
 }
 
 /// Commit the positions of `tracks` that moved, synchronously; the tracks
-/// learn what was committed.
+/// learn what was committed. What must be durable first (handler state) is
+/// made durable first; when that fails the host halts and nothing is
+/// committed. Without Kafka commits (no group, a ranged run), the positions
+/// are only persisted.
 fn commit(consumer: &BaseConsumer<SourceContext>, tracks: &[Arc<PartitionTrack>]) {
     let positions: Vec<(&Arc<PartitionTrack>, i64)> = tracks
         .iter()
         .filter_map(|t| t.uncommitted().map(|p| (t, p)))
         .collect();
     if positions.is_empty() {
+        return;
+    }
+    let context = consumer.context();
+    if let Some(durability) = &context.durability {
+        let at: Vec<(TopicPartition, i64)> = positions
+            .iter()
+            .map(|(t, p)| ((Arc::clone(t.topic()), t.partition()), *p))
+            .collect();
+        if let Err(error) = durability.before_commit(&at, context.commit) {
+            context.shutdown.fail(Fatal::State(format!("{error:#}")));
+            return;
+        }
+    }
+    if !context.commit {
+        for (track, position) in &positions {
+            track.committed(*position);
+        }
         return;
     }
     let mut tpl = TopicPartitionList::new();
@@ -653,6 +685,7 @@ impl Source {
             budget,
             take,
             commit: options.group_id.is_some() && !ends,
+            durability: options.durability.clone(),
             start: options.start,
             reset: options.reset,
             since: options.bounds.since.filter(|_| !ends),
@@ -876,7 +909,8 @@ impl Source {
     /// until a stop is asked for, a fatal error happens, or a ranged run is
     /// read completely.
     pub fn run(&mut self) {
-        let commit_enabled = self.consumer.context().commit;
+        let context = self.consumer.context();
+        let commit_enabled = context.commit || context.durability.is_some();
         let mut last_commit = Instant::now();
         let mut quiet_warned: Option<Instant> = None;
         let progress = Progress::new(
@@ -935,8 +969,9 @@ impl Source {
         let give_up = || self.shutdown.failed() || Instant::now() >= deadline;
         let drained = tracks.iter().all(|t| t.drain(deadline, give_up));
         let mut committer = self.committer;
-        let mut committed = !context.commit;
-        if context.commit {
+        let commits = context.commit || context.durability.is_some();
+        let mut committed = !commits;
+        if commits {
             // On the commit thread, so an absent coordinator cannot hold the
             // exit past the deadline; a failed commit is tried again.
             while Instant::now() < deadline {

@@ -27,6 +27,7 @@ use crate::runtime::{FailureKind, HandlerCode, HandlerFailure, LiveHandler, LogL
 use crate::shutdown::{Fatal, Shutdown};
 use crate::sink::{OnRefused, Origin, Record, Refused, Sink, cut_error_text};
 use crate::source::{Lane, LaneTaker};
+use crate::state::HandlerState;
 use crate::stats::Stats;
 use crate::telemetry::DecisionKind;
 
@@ -55,6 +56,9 @@ pub struct HandlerSpec {
     pub retries: u32,
     /// Dead-letter sink.
     pub dead_letter: String,
+    /// Its state, shared by every version and worker; `None` when its
+    /// component does not import `state`.
+    pub state: Option<Arc<HandlerState>>,
 }
 
 /// A handler version with the parameters it was checked with.
@@ -97,20 +101,24 @@ impl HandlerSet {
         let mut live = Vec::with_capacity(handlers.len());
         for spec in handlers.iter() {
             let deployed = spec.current.load_full();
-            let (handler, logs) = LiveHandler::new(deployed.code.clone(), deployed.params.clone())
-                .map_err(|failure| {
-                    anyhow::anyhow!(
-                        "handler `{}` ({}) cannot start: {failure}",
-                        spec.name,
-                        deployed
-                            .code
-                            .info()
-                            .path
-                            .as_deref()
-                            .unwrap_or(std::path::Path::new("?"))
-                            .display()
-                    )
-                })?;
+            let (handler, logs) = LiveHandler::new(
+                deployed.code.clone(),
+                deployed.params.clone(),
+                spec.state.clone(),
+            )
+            .map_err(|failure| {
+                anyhow::anyhow!(
+                    "handler `{}` ({}) cannot start: {failure}",
+                    spec.name,
+                    deployed
+                        .code
+                        .info()
+                        .path
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("?"))
+                        .display()
+                )
+            })?;
             if log_init {
                 emit_logs(spec, deployed.code.version(), None, &logs);
             }
@@ -152,7 +160,11 @@ impl HandlerSet {
         {
             return;
         }
-        match LiveHandler::new(current.code.clone(), current.params.clone()) {
+        match LiveHandler::new(
+            current.code.clone(),
+            current.params.clone(),
+            spec.state.clone(),
+        ) {
             Ok((handler, _)) => {
                 tracing::info!(handler = %spec.name, from = %running.code.version(), to = %current.code.version(), "worker switched to the new version");
                 *running = arc_swap::Guard::into_inner(current);
@@ -176,6 +188,14 @@ impl HandlerSet {
             version,
             msg,
         };
+        if let Some(state) = &spec.state
+            && state.already_applied(&msg.topic, msg.partition, msg.offset)
+        {
+            // Handled before a crash that came between the state persist and
+            // the Kafka commit: its outputs are durable, its writes stored.
+            tracing::debug!(handler = %spec.name, message = %origin.at(), "already applied to the handler's state; not handled again");
+            return Ok(());
+        }
         let mut attempt = 0;
         loop {
             let report = live.handle(msg);
@@ -183,6 +203,7 @@ impl HandlerSet {
                 .metrics
                 .handle_seconds(&spec.name, report.elapsed);
             emit_logs(spec, version, Some(msg), &report.logs);
+            let writes = report.writes;
             let failure = match report.outcome {
                 Ok(actions) => match carry_out(
                     Later {
@@ -196,6 +217,11 @@ impl HandlerSet {
                     ack,
                 ) {
                     Ok(()) => {
+                        // The writes take effect with the message: its
+                        // actions are accepted.
+                        if let Some(state) = &spec.state {
+                            state.apply(&msg.topic, msg.partition, msg.offset, writes);
+                        }
                         count_decision(&self.stats, &spec.name, version, &actions);
                         self.streaks[index] = 0;
                         return Ok(());

@@ -14,6 +14,7 @@ use crate::reload::{Reloader, Trigger};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shutdown::Shutdown;
 use crate::source::{Bounds, SourceOptions};
+use crate::state::StateStore;
 use crate::stats::Stats;
 use crate::telemetry::{Metrics, MetricsServer};
 
@@ -80,12 +81,48 @@ pub fn run_plan(
         pooling: false,
         cache_dir: plan.cache_dir.clone(),
     })?);
-    let mut handlers = Vec::new();
+    let mut loaded = Vec::new();
     for handler in &plan.handlers {
         let config = &handler.config;
         let code = runtime
             .load_file(&config.component, &config.limits)
             .with_context(|| format!("handler `{}`", config.name))?;
+        loaded.push(code);
+    }
+    // The store is opened only when some handler keeps state.
+    let store = if loaded.iter().any(|code| code.uses_state()) {
+        let store = StateStore::open(&plan.state_dir)
+            .with_context(|| format!("[runtime] state_dir in {}", plan.path.display()))?;
+        tracing::info!(path = %store.path().display(), "handler state store open");
+        Some(Arc::new(store))
+    } else {
+        None
+    };
+    // The changelog module is not part of this build yet: refuse the
+    // setting rather than keep the state local while the operator expects
+    // it replicated.
+    if let Some(handler) = plan
+        .handlers
+        .iter()
+        .find(|h| h.config.state.changelog.is_some())
+    {
+        anyhow::bail!(
+            "handler `{}`: [handler.state] changelog is not supported by this build; remove it \
+             (the state is kept in runtime.state_dir)",
+            handler.config.name
+        );
+    }
+    let mut handlers = Vec::new();
+    for (handler, code) in plan.handlers.iter().zip(loaded) {
+        let config = &handler.config;
+        let state = match &store {
+            Some(store) if code.uses_state() => Some(
+                store
+                    .handler(&config.name, config.state.limits())
+                    .with_context(|| format!("handler `{}`: state", config.name))?,
+            ),
+            _ => None,
+        };
         tracing::info!(
             handler = %config.name,
             version = code.version(),
@@ -107,6 +144,7 @@ pub fn run_plan(
             on_error: config.on_error,
             retries: config.retries,
             dead_letter: handler.dead_letter.clone(),
+            state,
         });
     }
     let handlers = Arc::new(handlers);
@@ -154,6 +192,7 @@ pub fn run_plan(
         commit_interval: plan.commit_interval,
         bounds,
         progress,
+        durability: store.map(|store| store as Arc<dyn crate::commit::Durability>),
     };
     pipeline.run(options, || {
         if let Some(reload) = reload {

@@ -15,6 +15,7 @@ use crate::bindings::{Action, Message, Timestamp, TimestampKind};
 use crate::cli::{EXIT_HANDLER_FAILED, EXIT_OK, TestArgs};
 use crate::runtime::{LiveHandler, Runtime, RuntimeOptions, action_bytes};
 use crate::sink::FileSink;
+use crate::state::{StateLimits, StateStore};
 
 pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let files = collect_files(&args.files)?;
@@ -25,8 +26,32 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         ..RuntimeOptions::default()
     })?;
     let code = Arc::new(runtime.load_file(&args.handler, &limits)?);
-    let (mut handler, init_logs) = LiveHandler::new(code.clone(), args.params.clone())
-        .map_err(|failure| anyhow::anyhow!("{}: {failure}", args.handler.display()))?;
+    // Without --state-dir the state lives in a directory removed at exit.
+    let mut scratch = None;
+    let state = if code.uses_state() {
+        let dir = match &args.state_dir {
+            Some(dir) => dir.clone(),
+            None => scratch
+                .insert(tempfile::tempdir().context("cannot create a temporary state directory")?)
+                .path()
+                .to_owned(),
+        };
+        let store = StateStore::open(&dir).context("--state-dir")?;
+        let name = args.handler.file_stem().map_or_else(
+            || "handler".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let state = store.handler(&name, StateLimits::default())?;
+        Some((store, state))
+    } else {
+        None
+    };
+    let (mut handler, init_logs) = LiveHandler::new(
+        code.clone(),
+        args.params.clone(),
+        state.as_ref().map(|(_, state)| Arc::clone(state)),
+    )
+    .map_err(|failure| anyhow::anyhow!("{}: {failure}", args.handler.display()))?;
     for line in init_logs {
         eprintln!(
             "init [{}] {}",
@@ -59,8 +84,17 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
             value,
             headers: Vec::new(),
         };
-        let report = handler.handle(&msg);
+        let mut report = handler.handle(&msg);
         times.push(report.elapsed);
+        if let Some((store, state)) = &state
+            && report.outcome.is_ok()
+        {
+            let writes = std::mem::take(&mut report.writes);
+            state.apply(&msg.topic, msg.partition, msg.offset, writes);
+            store
+                .persist_all()
+                .with_context(|| format!("after {}", file.display()))?;
+        }
         let mut line = json!({
             "file": file,
             "version": code.version(),

@@ -148,6 +148,7 @@ fn fields_of(section: &str) -> Vec<String> {
         "source" => "[source]\nzzz = 1\n".to_owned(),
         "handler" => "[source]\ntopics = []\n[[handler]]\nzzz = 1\n".to_owned(),
         "limits" => "[source]\ntopics = []\n[[handler]]\nname = \"h\"\ncomponent = \"c\"\ntopics = []\n[handler.limits]\nzzz = 1\n".to_owned(),
+        "state" => "[source]\ntopics = []\n[[handler]]\nname = \"h\"\ncomponent = \"c\"\ntopics = []\n[handler.state]\nzzz = 1\n".to_owned(),
         "runtime" => "[source]\ntopics = []\n[runtime]\nzzz = 1\n".to_owned(),
         "metrics" => "[source]\ntopics = []\n[metrics]\nzzz = 1\n".to_owned(),
         _ => unreachable!(),
@@ -169,7 +170,7 @@ fn fields_of(section: &str) -> Vec<String> {
 fn readme_documents_every_config_key() {
     let readme = include_str!("../../../README.md");
     let mut missing = Vec::new();
-    for section in ["source", "handler", "limits", "runtime", "metrics"] {
+    for section in ["source", "handler", "limits", "state", "runtime", "metrics"] {
         let fields = fields_of(section);
         assert!(!fields.is_empty(), "{section}: {fields:?}");
         for field in fields {

@@ -14,6 +14,7 @@ use super::guest_log::{GuestLog, LogLine, LogSource, clean};
 use super::limits::Limiter;
 use super::{EPOCH_TICK, HandlerCode};
 use crate::bindings::{self, Action, HandlerError, Level, Message};
+use crate::state::{CallState, HandlerState, StateFailure, Writes};
 
 /// Time `init` may take: runtimes such as CPython or a JS engine start up in
 /// `init`, which takes far longer than a message. Waits in host calls
@@ -30,13 +31,17 @@ pub const MAX_FAILURE_TEXT_BYTES: usize = 2048;
 pub const MAX_FORWARD_HEADERS: usize = 256;
 
 /// The store data of one instance: WASI with nothing granted, the limiter,
-/// the deadline of the running call, and what the guest logged.
+/// the deadline of the running call, what the guest logged, and the
+/// handler's state with the running call's writes.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
     clock: CallClock,
     log: GuestLog,
+    state: Option<CallState>,
+    /// What a state call stopped the guest for, taken when the call ends.
+    state_failure: Option<StateFailure>,
 }
 
 impl HostState {
@@ -65,6 +70,41 @@ impl bindings::HandlerImports for HostState {
 }
 
 impl bindings::alerthost::handler::types::Host for HostState {}
+
+impl HostState {
+    /// The state of the handler, or the error that stops a guest importing
+    /// `state` that was started without it.
+    fn call_state(&mut self) -> wasmtime::Result<&mut CallState> {
+        self.state.as_mut().ok_or_else(|| {
+            wasmtime::Error::msg("this handler was started without state (the host gives state only to handlers whose component imports it)")
+        })
+    }
+
+    fn state_result<T>(&mut self, result: Result<T, StateFailure>) -> wasmtime::Result<T> {
+        result.map_err(|failure| {
+            let error = wasmtime::Error::msg(failure.to_string());
+            self.state_failure = Some(failure);
+            error
+        })
+    }
+}
+
+impl bindings::alerthost::handler::state::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let result = self.call_state()?.get(&key);
+        self.state_result(result)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        let result = self.call_state()?.set(key, value, ttl_ms);
+        self.state_result(result)
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        let result = self.call_state()?.delete(key);
+        self.state_result(result)
+    }
+}
 
 /// What kind of failure, for error policies, metrics and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -144,6 +184,9 @@ pub struct CallReport {
     pub elapsed: Duration,
     /// Fuel used, when fuel is metered for this handler.
     pub fuel_used: Option<u64>,
+    /// The state writes of a successful call, to apply when its actions
+    /// are accepted; empty after a failure (they are dropped).
+    pub writes: Writes,
 }
 
 /// One live instance in its own store.
@@ -171,8 +214,9 @@ impl HandlerInstance {
     pub fn new(
         code: &Arc<HandlerCode>,
         params: &[(String, String)],
+        state: Option<&Arc<HandlerState>>,
     ) -> Result<(Self, Vec<LogLine>), HandlerFailure> {
-        match Self::prepare(code, params) {
+        match Self::prepare(code, params, state.cloned()) {
             (Ok(instance), logs) => Ok((instance, logs)),
             (Err(failure), _) => Err(failure),
         }
@@ -183,6 +227,7 @@ impl HandlerInstance {
     fn prepare(
         code: &Arc<HandlerCode>,
         params: &[(String, String)],
+        state: Option<Arc<HandlerState>>,
     ) -> (Result<Self, HandlerFailure>, Vec<LogLine>) {
         let limits = code.limits();
         let log = GuestLog::new(limits.max_log_lines, limits.max_log_line_bytes);
@@ -202,6 +247,8 @@ impl HandlerInstance {
             limiter: Limiter::new(limits.memory_bytes()),
             clock: CallClock::new(),
             log,
+            state: state.map(CallState::new),
+            state_failure: None,
         };
         let mut store = Store::new(code.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -280,6 +327,10 @@ impl HandlerInstance {
         let started = Instant::now();
         let state = self.store.data_mut();
         state.limiter.memory_refused = None;
+        state.state_failure = None;
+        if let Some(call) = &mut state.state {
+            call.begin(message_time(msg));
+        }
         // A wait in a host call ends one tick after the epoch deadline, so
         // guest code running on after it is stopped by the epoch too.
         state.clock.start_call(started + budget + EPOCH_TICK);
@@ -291,6 +342,10 @@ impl HandlerInstance {
             .fuel
             .map(|fuel| fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)));
         let (logs, logs_dropped) = self.store.data_mut().log.take();
+        let writes = match &mut self.store.data_mut().state {
+            Some(call) => call.finish(),
+            None => Writes::default(),
+        };
         let outcome = match result {
             Err(e) => {
                 self.poisoned = true;
@@ -313,14 +368,33 @@ impl HandlerInstance {
             Ok(Err(error)) => Err(from_handler_error(error)),
             Ok(Ok(actions)) => check_actions(actions, limits),
         };
+        let writes = if outcome.is_ok() {
+            writes
+        } else {
+            Writes::default()
+        };
         CallReport {
             outcome,
             logs,
             logs_dropped,
             elapsed,
             fuel_used,
+            writes,
         }
     }
+}
+
+/// The time a message's state writes expire from: its timestamp, or the
+/// host's clock for a message without one.
+fn message_time(msg: &Message) -> i64 {
+    msg.timestamp.as_ref().map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        },
+        |t| t.millis,
+    )
 }
 
 impl CallReport {
@@ -331,6 +405,7 @@ impl CallReport {
             logs_dropped: 0,
             elapsed: Duration::ZERO,
             fuel_used: None,
+            writes: Writes::default(),
         }
     }
 }
@@ -344,6 +419,7 @@ impl CallReport {
 pub struct LiveHandler {
     code: Arc<HandlerCode>,
     params: Vec<(String, String)>,
+    state: Option<Arc<HandlerState>>,
     instance: Option<HandlerInstance>,
     replacement: Option<Receiver<Prepared>>,
 }
@@ -353,16 +429,19 @@ type Prepared = (Result<HandlerInstance, HandlerFailure>, Vec<LogLine>);
 
 impl LiveHandler {
     /// Instantiate `code` and run `init` now, so a bad version or bad
-    /// parameters are refused before any message.
+    /// parameters are refused before any message. `state` is the handler's
+    /// state, for a component that imports it.
     pub fn new(
         code: Arc<HandlerCode>,
         params: Vec<(String, String)>,
+        state: Option<Arc<HandlerState>>,
     ) -> Result<(Self, Vec<LogLine>), HandlerFailure> {
-        let (instance, logs) = HandlerInstance::new(&code, &params)?;
+        let (instance, logs) = HandlerInstance::new(&code, &params, state.as_ref())?;
         Ok((
             LiveHandler {
                 code,
                 params,
+                state,
                 instance: Some(instance),
                 replacement: None,
             },
@@ -385,7 +464,7 @@ impl LiveHandler {
         let mut init_logs = Vec::new();
         if self.instance.is_none() {
             let replacement = self.replacement.get_or_insert_with(|| {
-                prepare_in_background(self.code.clone(), self.params.clone())
+                prepare_in_background(self.code.clone(), self.params.clone(), self.state.clone())
             });
             match replacement.recv_timeout(timeout) {
                 Ok((prepared, logs)) => {
@@ -437,6 +516,7 @@ impl LiveHandler {
             self.replacement = Some(prepare_in_background(
                 self.code.clone(),
                 self.params.clone(),
+                self.state.clone(),
             ));
         }
         report
@@ -448,12 +528,13 @@ impl LiveHandler {
 fn prepare_in_background(
     code: Arc<HandlerCode>,
     params: Vec<(String, String)>,
+    state: Option<Arc<HandlerState>>,
 ) -> Receiver<Prepared> {
     let (tx, rx) = sync_channel(1);
     let spawned = std::thread::Builder::new()
         .name("alerthost-init".into())
         .spawn(move || {
-            let _ = tx.send(HandlerInstance::prepare(&code, &params));
+            let _ = tx.send(HandlerInstance::prepare(&code, &params, state));
         });
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start a thread to prepare a fresh handler instance");
@@ -493,6 +574,14 @@ fn classify(
     }
     if state.clock.was_cut_short() {
         return timeout_failure(timeout);
+    }
+    if let Some(failure) = &state.state_failure {
+        let kind = match failure {
+            StateFailure::Limit(_) => FailureKind::Limit,
+            StateFailure::Init(_) => FailureKind::Init,
+            StateFailure::Store(_) => FailureKind::Trap,
+        };
+        return HandlerFailure::new(kind, failure.to_string());
     }
     let limiter = &state.limiter;
     if let Some(requested) = limiter.memory_refused {

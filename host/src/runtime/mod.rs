@@ -17,6 +17,9 @@
 //!   may lift out of the guest, before the host allocates it; actions are
 //!   then checked against their own caps, and failure texts are cut to
 //!   [`MAX_FAILURE_TEXT_BYTES`] with control characters escaped;
+//! - state: each `state` call is checked against `[handler.state]` and
+//!   buffered per call ([`crate::state`]); a call over a limit stops the
+//!   guest;
 //! - loading: the file is read with a bound (only regular files), imports
 //!   are checked before anything is compiled, and cached native code is used
 //!   only from a private directory and after its MAC verifies ([`cache`]).
@@ -45,7 +48,7 @@ pub use instance::{
 };
 pub use limits::{Limits, MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 
-use crate::bindings::{self, WIT_PACKAGE, WIT_VERSION};
+use crate::bindings::{self, OLDER_WIT_VERSIONS, WIT_PACKAGE, WIT_VERSION};
 use instance::HostState;
 
 /// Interval of the epoch ticker: a call over its time limit is stopped within
@@ -93,6 +96,8 @@ pub struct ComponentInfo {
     pub version: String,
     /// The `alerthost:handler` version it was built against.
     pub interface_version: String,
+    /// Whether it imports the `state` interface (and so gets state).
+    pub uses_state: bool,
     /// Every import, by name.
     pub imports: Vec<String>,
     /// Every export, by name.
@@ -139,6 +144,11 @@ impl HandlerCode {
     /// The limits instances of this version run under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether it imports the `state` interface.
+    pub fn uses_state(&self) -> bool {
+        self.info.uses_state
     }
 }
 
@@ -196,6 +206,13 @@ impl Runtime {
         linker.allow_shadowing(false);
         bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("cannot link the handler world: {e:?}"))?;
+        // Older worlds differ only in their types interface, which gives the
+        // guest nothing to call: an empty instance satisfies it.
+        for version in OLDER_WIT_VERSIONS {
+            linker
+                .instance(&format!("{WIT_PACKAGE}/types@{version}"))
+                .map_err(|e| anyhow::anyhow!("cannot link {WIT_PACKAGE}@{version}: {e:?}"))?;
+        }
 
         // Without a usable cache every start compiles: slower, never fatal.
         let cache =
@@ -285,6 +302,7 @@ impl Runtime {
                 size: bytes.len() as u64,
                 version,
                 interface_version: world.interface_version,
+                uses_state: world.uses_state,
                 imports: world.imports,
                 exports: world.exports,
                 load_time,
@@ -415,6 +433,7 @@ fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
 
 struct World {
     interface_version: String,
+    uses_state: bool,
     imports: Vec<String>,
     exports: Vec<String>,
 }
@@ -439,6 +458,8 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
 
     let world = format!("{WIT_PACKAGE}/handler@{WIT_VERSION}");
     let interface_version = check_imports(&imports)?;
+    let state_import = format!("{WIT_PACKAGE}/state@{WIT_VERSION}");
+    let uses_state = imports.contains(&state_import);
 
     let missing: Vec<&str> = ["init", "handle"]
         .into_iter()
@@ -454,6 +475,7 @@ fn check_world(engine: &Engine, component: &Component) -> anyhow::Result<World> 
     // some toolchains add their own. `alerthost check` lists them.
     Ok(World {
         interface_version: interface_version.unwrap_or_else(|| WIT_VERSION.to_owned()),
+        uses_state,
         imports,
         exports: exports.into_iter().map(|(name, _)| name).collect(),
     })
@@ -466,7 +488,7 @@ fn check_imports(imports: &[String]) -> anyhow::Result<Option<String>> {
     let mut interface_version = None;
     let mut refused = Vec::new();
     for name in imports {
-        if name == "log" {
+        if name == "log" || *name == format!("{WIT_PACKAGE}/state@{WIT_VERSION}") {
             continue;
         }
         if let Some(version) = name
@@ -483,15 +505,17 @@ fn check_imports(imports: &[String]) -> anyhow::Result<Option<String>> {
     }
     if let Some(version) = &interface_version
         && version != WIT_VERSION
+        && !OLDER_WIT_VERSIONS.contains(&version.as_str())
     {
         bail!(
-            "it was built against {WIT_PACKAGE}@{version}; this host speaks \
-             {WIT_PACKAGE}@{WIT_VERSION}: rebuild it with a matching SDK"
+            "it was built against {WIT_PACKAGE}@{version}; this host runs \
+             {WIT_PACKAGE}@{WIT_VERSION} (and {}): rebuild it with a matching SDK",
+            OLDER_WIT_VERSIONS.join(", ")
         );
     }
     if !refused.is_empty() {
         bail!(
-            "it imports {}, which alerthost does not provide: handlers get no outside access; the {world} world imports only `log` (and WASI \
+            "it imports {}, which alerthost does not provide: handlers get no outside access; the {world} world imports only `log` and `state` (and WASI \
              cli, io, clocks, random, an empty filesystem and sockets that refuse every use)",
             quoted(&refused)
         );
