@@ -20,8 +20,9 @@
 # same version and reuses its compiled code.
 #
 # The component imports the host's `state` interface only when the handler
-# uses it: when no .py file in HANDLER_DIR mentions `alerthost.state` or
-# imports `state` from `alerthost`, it is built against the world without
+# uses it: when no .py file in HANDLER_DIR mentions `alerthost.state`,
+# imports `state` from `alerthost` or calls `state.get(`, `state.set(` or
+# `state.delete(`, it is built against the world without
 # its `import state;` line (componentize-py imports every function of the
 # world it is given, used or not), so it also loads where no state is
 # offered.
@@ -103,7 +104,7 @@ trap 'rm -rf "$work"' EXIT
 
 if ! (cd "$dir" && find . \( -name .venv -o -name dist -o -name __pycache__ -o -name node_modules -o -name '.?*' \) -prune \
         -o -type f -name '*.py' -print0 | xargs -0 -r grep -qE \
-        'alerthost\.state|from[[:space:]]+alerthost[[:space:]]+import[^#]*\bstate\b'); then
+        'alerthost\.state|from[[:space:]]+alerthost[[:space:]]+import[^#]*\bstate\b|\bstate\.(get|set|delete)\('); then
     # A handler without state: the same world less its state import.
     cp -R "$wit" "$work/wit"
     sed -i -E '/^[[:space:]]*import[[:space:]]+state[[:space:]]*;/d' "$work"/wit/*.wit

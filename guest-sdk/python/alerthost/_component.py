@@ -60,8 +60,8 @@ class _NoState:
     def _refuse(self, *_args: object) -> None:
         raise RuntimeError(
             "this component was built without the host's state interface: build.sh "
-            "found no `alerthost.state` or `from alerthost import state` in the "
-            "handler's .py files; import it there and rebuild"
+            "found no use of `alerthost.state` in the handler's .py files; import it "
+            "there (`from alerthost import state`) and rebuild"
         )
 
     get = set = delete = _refuse

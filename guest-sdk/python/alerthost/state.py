@@ -16,9 +16,10 @@ limits (``[handler.state]``, by default 256-byte keys and 64 KiB values)
 stops the call, and the message fails under the handler's error policy.
 
 A component imports the host's ``state`` interface only when its handler
-imports this module (``build.sh`` looks for ``alerthost.state`` or ``from
-alerthost import state`` in the handler's sources); a handler without state
-runs on hosts and configurations that offer none.
+imports this module (``build.sh`` looks for ``alerthost.state``, ``from
+alerthost import state`` or ``state.get(``/``set(``/``delete(`` in the
+handler's sources); a handler without state runs on hosts and configurations
+that offer none.
 """
 
 from __future__ import annotations
