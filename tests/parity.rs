@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use alerthost_guest::payload::{
     self, ClassicBinary, Format, Json, PayloadError, Role, VoEvent, iso_time_to_unix_millis,
@@ -750,6 +751,11 @@ fn first_notice_decides_every_sample_as_expected_natively_in_python_and_javascri
 /// JavaScript ones from the SDKs' build scripts (quick when their inputs did
 /// not change since the last build).
 fn example_component(lang: &str, name: &str) -> PathBuf {
+    // The build scripts write through one temporary file per output: the
+    // tests of this file build one at a time (a second build of the same
+    // inputs keeps the first's output).
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
     let examples = repo().join("examples");
     let folder = name.replace('_', "-");
     let out = examples.join(lang).join(format!("dist/{name}.wasm"));
