@@ -27,7 +27,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
 use alerthost_tests::{
     Host, Kafka, Outgoing, files_under, random_group, random_topic, require_kafka, start_alerthost,
-    start_host, toml_str, write_config,
+    start_host, toml_str, with_custom_section, write_config,
 };
 
 /// Long enough for a host to start, join its group and handle a few hundred
@@ -43,31 +43,6 @@ const SWAPPED: &str = "handler swapped";
 /// A test guest built by `tests/build.rs`.
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("ALERTHOST_TEST_GUESTS")).join(format!("{name}.wasm"))
-}
-
-/// `bytes` with a component custom section `name` holding `payload`
-/// appended: the same component, another content hash.
-fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut content = Vec::new();
-    leb128(name.len(), &mut content);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
-    let mut out = bytes.to_vec();
-    out.push(0x00);
-    leb128(content.len(), &mut out);
-    out.extend_from_slice(&content);
-    out
 }
 
 /// The version the host names a component by: the first 12 hex digits of

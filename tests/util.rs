@@ -21,6 +21,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -111,6 +112,31 @@ pub fn example(name: &str) -> PathBuf {
     let path = examples_dir().join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} was not built", path.display());
     path
+}
+
+/// `bytes` with a component custom section `name` holding `payload`
+/// appended: the same component, another content hash.
+pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0x00);
+    leb128(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
 }
 
 /// A directory shared by the tests' host processes for compiled components,
@@ -750,9 +776,7 @@ impl Kafka {
                 match producer.send(record) {
                     Ok(()) => break,
                     Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                         back,
                     )) => {
                         record = back;
@@ -821,7 +845,15 @@ impl Kafka {
     /// offset order, read without a group (nothing is committed).
     pub fn read_topic(&self, topic: &str) -> Vec<Received> {
         let ends = self.end_offsets(topic);
-        let consumer = self.consumer(&unique_name("alerthost-test-reader"));
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", unique_name("alerthost-test-reader"))
+            .set("enable.auto.commit", "false")
+            // The last offsets of a topic written in transactions are
+            // markers, not messages: the end of the log says it is read.
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("a consumer");
         let mut assignment = TopicPartitionList::new();
         for partition in ends.keys() {
             assignment
@@ -840,6 +872,9 @@ impl Kafka {
             );
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    remaining.remove(&partition);
+                }
                 Some(Err(error)) => panic!("reading {topic}: {error}"),
                 Some(Ok(message)) => {
                     let partition = message.partition();
@@ -1040,6 +1075,27 @@ impl Kafka {
             KAFKA_TIMEOUT,
             || self.partitions(topic) == partitions,
         );
+    }
+
+    /// The configuration of `topic` (every entry with a value), as the
+    /// broker describes it.
+    pub fn topic_config(&self, topic: &str) -> BTreeMap<String, String> {
+        let admin = self.admin();
+        let described = futures::executor::block_on(admin.describe_configs(
+            [&rdkafka::admin::ResourceSpecifier::Topic(topic)],
+            &admin_options(),
+        ))
+        .unwrap_or_else(|e| panic!("cannot describe topic {topic}: {e}"));
+        let resource = described
+            .into_iter()
+            .next()
+            .expect("one described topic")
+            .unwrap_or_else(|code| panic!("cannot describe topic {topic}: {code}"));
+        resource
+            .entries
+            .into_iter()
+            .filter_map(|entry| Some((entry.name, entry.value?)))
+            .collect()
     }
 
     /// Grow `topic` to `total` partitions and wait until each has a leader.

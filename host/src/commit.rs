@@ -43,6 +43,10 @@ pub trait Durability: Send + Sync + std::fmt::Debug {
     /// `partitions` were given up: what is still pending for them belongs
     /// to messages that are handled again.
     fn revoked(&self, partitions: &[TopicPartition]);
+
+    /// `partitions` were assigned, and none of their messages is handled
+    /// yet. An error halts the host.
+    fn assigned(&self, partitions: &[TopicPartition]) -> anyhow::Result<()>;
 }
 
 /// A message begun and not done yet.

@@ -13,6 +13,11 @@
 //! per partition what the tokens say is done. [`pipeline`] is the one place
 //! that wires these together.
 //!
+//! Handler [`state`] rides the same path: writes are buffered per call,
+//! applied to the handler's view when the message's actions are accepted,
+//! and made durable by the source, through [`commit::Durability`], just
+//! before it commits the positions they lie below.
+//!
 //! Concurrency model:
 //! - one consumer thread (the source) serves rebalances, errors and
 //!   commits; it reads no message itself;

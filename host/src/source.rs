@@ -256,6 +256,19 @@ impl SourceContext {
         let Some(me) = self.consumer() else {
             return;
         };
+        if let Some(durability) = &self.durability {
+            let assigned: Vec<TopicPartition> = tps
+                .iter()
+                .map(|(topic, partition)| (Arc::from(topic.as_str()), *partition))
+                .collect();
+            if let Err(error) = durability.assigned(&assigned) {
+                self.shutdown.fail(Fatal::State(format!(
+                    "cannot prepare the state of the assigned partitions {}: {error:#}",
+                    describe(&tps)
+                )));
+                return;
+            }
+        }
         let mut lanes = Vec::with_capacity(tps.len());
         for (topic, partition) in &tps {
             let topic: Arc<str> = Arc::from(topic.as_str());

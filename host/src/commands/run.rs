@@ -1,5 +1,6 @@
 //! `alerthost run`: the long-running host.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::runtime::{Runtime, RuntimeOptions};
 use crate::shutdown::Shutdown;
 use crate::source::{Bounds, SourceOptions};
 use crate::state::StateStore;
+use crate::state::changelog::Changelog;
 use crate::stats::Stats;
 use crate::telemetry::{Metrics, MetricsServer};
 
@@ -98,19 +100,20 @@ pub fn run_plan(
     } else {
         None
     };
-    // The changelog module is not part of this build yet: refuse the
-    // setting rather than keep the state local while the operator expects
-    // it replicated.
-    if let Some(handler) = plan
-        .handlers
-        .iter()
-        .find(|h| h.config.state.changelog.is_some())
-    {
-        anyhow::bail!(
-            "handler `{}`: [handler.state] changelog is not supported by this build; remove it \
-             (the state is kept in runtime.state_dir)",
-            handler.config.name
-        );
+    // A changelog holds one handler's keys: two handlers sharing one would
+    // restore each other's state.
+    let mut changelogs: BTreeMap<&str, &str> = BTreeMap::new();
+    for handler in &plan.handlers {
+        if let Some(topic) = &handler.config.state.changelog
+            && let Some(other) = changelogs.insert(topic, &handler.config.name)
+        {
+            anyhow::bail!(
+                "handlers `{other}` and `{}` both name `{topic}` as [handler.state] changelog in {}; \
+                 give each handler a topic of its own",
+                handler.config.name,
+                plan.path.display()
+            );
+        }
     }
     let mut handlers = Vec::new();
     for (handler, code) in plan.handlers.iter().zip(loaded) {
@@ -123,6 +126,21 @@ pub fn run_plan(
             ),
             _ => None,
         };
+        match (&config.state.changelog, &state) {
+            // A dry run changes nothing, not even a topic.
+            (Some(topic), Some(state)) if !dry_run => {
+                let changelog = Changelog::open(&plan.kafka, topic, &config.name)?;
+                state
+                    .follow(changelog)
+                    .with_context(|| format!("handler `{}`: restore its state", config.name))?;
+            }
+            (Some(topic), None) => tracing::warn!(
+                handler = %config.name,
+                changelog = %topic,
+                "the handler's component keeps no state (it does not import `state`); its changelog is not used"
+            ),
+            _ => {}
+        }
         tracing::info!(
             handler = %config.name,
             version = code.version(),

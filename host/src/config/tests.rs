@@ -294,3 +294,32 @@ fn metrics_listen_is_checked_when_loaded() {
         );
     }
 }
+
+#[test]
+fn state_settings_are_checked_naming_the_file_handler_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("max_keys = 0", "`max_keys` must be greater than 0"),
+        (
+            "max_value_kib = 2000000",
+            "`max_value_kib` = 2000000 is over",
+        ),
+        (
+            "changelog = \"bad topic\"",
+            "`changelog` = \"bad topic\" is not a valid Kafka topic name",
+        ),
+    ];
+    for (setting, want) in cases {
+        let path = write(
+            dir.path(),
+            &format!("{MINIMAL}\n[handler.state]\n{setting}\n"),
+        );
+        let err = format!("{:#}", Config::load(&path).unwrap_err());
+        for part in [&path.display().to_string(), "`h`", "[handler.state]", want] {
+            assert!(err.contains(part), "want {part:?} in: {err}");
+        }
+    }
+    let plan = load(MINIMAL, &[]).unwrap();
+    assert_eq!(plan.handlers[0].config.state, StateConfig::default());
+    assert!(plan.state_dir.ends_with("state"), "{:?}", plan.state_dir);
+}

@@ -41,17 +41,20 @@
 //! handler of a host, keyed by (handler, key). redb: pure Rust, ACID, one
 //! file, commits made durable with fsync, nothing in the background to tune.
 
+pub mod changelog;
 mod config;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use anyhow::Context as _;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 pub use config::{StateConfig, StateLimits};
+
+use changelog::{Changelog, ChangelogPosition, Restored};
 
 use crate::commit::{Durability, TopicPartition};
 
@@ -73,6 +76,15 @@ const EXPIRY: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("exp
 const WATERMARKS: TableDefinition<(&str, &str, i32), i64> = TableDefinition::new("watermarks");
 /// Host-wide counters: `seq` is the next batch sequence number.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (handler, changelog partition) → the changelog offset the store has
+/// restored up to.
+const RESTORED: TableDefinition<(&str, i32), i64> = TableDefinition::new("changelog_restored");
+
+/// The sequence number of a value restored from a changelog: below every
+/// batch of this host (they start at 1), so a write of this host that is
+/// still pending when another host's value is restored wins, and a later
+/// restore replaces it.
+const RESTORED_SEQ: u64 = 0;
 
 /// The database file under `runtime.state_dir`.
 pub const STATE_FILE: &str = "state.redb";
@@ -188,6 +200,10 @@ struct Persisted {
     swept: Vec<(String, u64)>,
 }
 
+/// What one persist writes to one handler's changelog: the changelog, the
+/// handler, its changes and its watermarks (topic, partition, next offset).
+type Append<'a> = (&'a Changelog, &'a str, Vec<Change>, Vec<(String, i32, i64)>);
+
 struct Shared {
     db: Database,
     path: PathBuf,
@@ -261,6 +277,8 @@ impl StateStore {
             txn.open_table(EXPIRY).map_err(|e| store_error(&path, e))?;
             txn.open_table(WATERMARKS)
                 .map_err(|e| store_error(&path, e))?;
+            txn.open_table(RESTORED)
+                .map_err(|e| store_error(&path, e))?;
             let meta = txn.open_table(META).map_err(|e| store_error(&path, e))?;
             meta.get("seq")
                 .map_err(|e| store_error(&path, e))?
@@ -329,6 +347,7 @@ impl StateStore {
             limits,
             shared: Arc::clone(&self.shared),
             inner: Mutex::new(inner),
+            changelog: OnceLock::new(),
         });
         handlers.push(Arc::clone(&state));
         Ok(state)
@@ -373,6 +392,10 @@ impl StateStore {
         let txn = self.shared.db.begin_write().map_err(|e| err(&e))?;
         // Per handler: (sequence numbers persisted, changes persisted, keys swept).
         let mut done: Vec<Persisted> = Vec::new();
+        // Per handler with a changelog: what to write to it before the store
+        // commits, so the store is never ahead of the changelog (a store
+        // behind it catches up at the next start or assignment).
+        let mut appends: Vec<Append<'_>> = Vec::new();
         {
             let mut tables = Tables {
                 values: txn.open_table(VALUES).map_err(|e| err(&e))?,
@@ -398,6 +421,7 @@ impl StateStore {
                         changed.push((change.key().to_owned(), change.seq()));
                     }
                 }
+                let mut handler_marks = Vec::new();
                 if let Some(positions) = watermarks {
                     for ((topic, partition), position) in positions {
                         let tp = (Arc::clone(topic), *partition);
@@ -405,8 +429,20 @@ impl StateStore {
                             marks
                                 .insert((name, &**topic, *partition), *position)
                                 .map_err(|e| err(&e))?;
+                            handler_marks.push((topic.to_string(), *partition, *position));
                         }
                     }
+                }
+                // Watermarks alone are not written: without a change they
+                // only spare a replay messages that change nothing.
+                if let Some(changelog) = handler.changelog.get()
+                    && !batches.is_empty()
+                {
+                    let changes = batches
+                        .iter()
+                        .flat_map(|b| b.changes.iter().cloned())
+                        .collect();
+                    appends.push((changelog, name, changes, handler_marks));
                 }
                 let swept = match inner.latest_ms {
                     Some(now) => tables.sweep(name, now).map_err(|e| err(&e))?,
@@ -436,6 +472,11 @@ impl StateStore {
             let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
             meta.insert("seq", self.shared.seq.load(Ordering::SeqCst))
                 .map_err(|e| err(&e))?;
+        }
+        for (changelog, handler, changes, marks) in appends {
+            changelog
+                .append(&changes, &marks)
+                .with_context(|| format!("handler `{handler}`"))?;
         }
         txn.commit().map_err(|e| err(&e))?;
 
@@ -478,6 +519,16 @@ impl StateStore {
         Ok(())
     }
 
+    /// Restore every handler that has a changelog from what was written to
+    /// it since (see [`HandlerState::catch_up`]).
+    pub fn catch_up(&self) -> anyhow::Result<()> {
+        let handlers = lock(&self.handlers).clone();
+        for handler in handlers {
+            handler.catch_up()?;
+        }
+        Ok(())
+    }
+
     /// Withdraw the batches still pending for `partitions` from every
     /// handler's view: their messages are handled again.
     pub fn discard(&self, partitions: &[TopicPartition]) {
@@ -498,6 +549,12 @@ impl Durability for StateStore {
 
     fn revoked(&self, partitions: &[TopicPartition]) {
         self.discard(partitions);
+    }
+
+    /// Partitions another host may have handled: what the other hosts
+    /// wrote to the changelogs since is restored before their messages.
+    fn assigned(&self, _partitions: &[TopicPartition]) -> anyhow::Result<()> {
+        self.catch_up()
     }
 }
 
@@ -549,6 +606,33 @@ impl Tables<'_> {
         Ok(())
     }
 
+    /// Write one change restored from a changelog, whatever the store holds
+    /// for its key: the changelog's order is the order of the changes.
+    fn restore(&mut self, handler: &str, change: &Change) -> Result<(), redb::StorageError> {
+        let key = change.key();
+        let expires = self.values.get((handler, key))?.and_then(|v| v.value().1);
+        if let Some(expires) = expires {
+            self.expiry.remove((handler, expires, key))?;
+        }
+        match change {
+            Change::Put {
+                value, expires_ms, ..
+            } => {
+                self.values.insert(
+                    (handler, key),
+                    (RESTORED_SEQ, *expires_ms, value.as_slice()),
+                )?;
+                if let Some(expires) = expires_ms {
+                    self.expiry.insert((handler, *expires, key), ())?;
+                }
+            }
+            Change::Delete { .. } => {
+                self.values.remove((handler, key))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remove `handler`'s keys expired at `now_ms`: their keys and sizes.
     fn sweep(
         &mut self,
@@ -589,6 +673,9 @@ pub struct HandlerState {
     limits: StateLimits,
     shared: Arc<Shared>,
     inner: Mutex<Inner>,
+    /// The changelog every persisted change is also written to, and
+    /// restored from, when `[handler.state] changelog` names one.
+    changelog: OnceLock<Changelog>,
 }
 
 impl std::fmt::Debug for HandlerState {
@@ -615,6 +702,117 @@ impl HandlerState {
     pub fn usage(&self) -> (u64, u64) {
         let inner = lock(&self.inner);
         (inner.keys, inner.bytes)
+    }
+
+    /// Write every change from now on to `changelog` too (before the
+    /// commit that follows it), after restoring from it what the store
+    /// lacks.
+    pub fn follow(&self, changelog: Changelog) -> anyhow::Result<()> {
+        if self.changelog.set(changelog).is_err() {
+            anyhow::bail!("handler `{}` has a changelog already", self.name);
+        }
+        self.catch_up()
+    }
+
+    /// Restore from the changelog what was written to it since the store
+    /// last read it (everything, for a new or deleted store): other hosts'
+    /// changes, and this host's own changes that reached the changelog but
+    /// not the store (a crash between the two). Changes apply in the
+    /// changelog's order under this host's pending writes; watermarks move
+    /// forward only. Nothing to do without a changelog.
+    pub fn catch_up(&self) -> anyhow::Result<()> {
+        let Some(changelog) = self.changelog.get() else {
+            return Ok(());
+        };
+        let name = self.name.as_str();
+        // Workers wait while the view changes under them, as in a persist.
+        let mut inner = lock(&self.inner);
+        let path = &self.shared.path;
+        let err = |e: &dyn std::fmt::Display| store_error(path, e);
+        let since: BTreeMap<i32, i64> = {
+            let txn = self.shared.db.begin_read().map_err(|e| err(&e))?;
+            let table = txn.open_table(RESTORED).map_err(|e| err(&e))?;
+            let mut since = BTreeMap::new();
+            for entry in table.range((name, i32::MIN)..).map_err(|e| err(&e))? {
+                let (key, next) = entry.map_err(|e| err(&e))?;
+                let (handler, partition) = key.value();
+                if handler != name {
+                    break;
+                }
+                since.insert(partition, next.value());
+            }
+            since
+        };
+        let since = (!since.is_empty()).then(|| ChangelogPosition::from(since));
+        let mut restored = Vec::new();
+        let position = changelog.restore(since.as_ref(), |r| restored.push(r))?;
+        if restored.is_empty() && since.as_ref() == Some(&position) {
+            return Ok(());
+        }
+        let touched: HashSet<&str> = restored
+            .iter()
+            .filter_map(|r| match r {
+                Restored::Change(change) => Some(change.key()),
+                Restored::Watermark { .. } => None,
+            })
+            .collect();
+        let mut sizes = HashMap::with_capacity(touched.len());
+        for key in &touched {
+            let before = self.lookup(&inner, key)?;
+            sizes.insert(*key, size_of(key, before.as_ref()));
+        }
+        let mut marks_moved = Vec::new();
+        let txn = self.shared.db.begin_write().map_err(|e| err(&e))?;
+        {
+            let mut tables = Tables {
+                values: txn.open_table(VALUES).map_err(|e| err(&e))?,
+                tombstones: txn.open_table(TOMBSTONES).map_err(|e| err(&e))?,
+                expiry: txn.open_table(EXPIRY).map_err(|e| err(&e))?,
+            };
+            let mut marks = txn.open_table(WATERMARKS).map_err(|e| err(&e))?;
+            for record in &restored {
+                match record {
+                    Restored::Change(change) => {
+                        tables.restore(name, change).map_err(|e| err(&e))?;
+                    }
+                    Restored::Watermark {
+                        topic,
+                        partition,
+                        next,
+                    } => {
+                        let at = (name, topic.as_str(), *partition);
+                        let old = marks.get(at).map_err(|e| err(&e))?.map(|v| v.value());
+                        if old.is_none_or(|old| old < *next) {
+                            marks.insert(at, *next).map_err(|e| err(&e))?;
+                            marks_moved.push(((Arc::from(topic.as_str()), *partition), *next));
+                        }
+                    }
+                }
+            }
+            let mut at = txn.open_table(RESTORED).map_err(|e| err(&e))?;
+            for (partition, next) in position.offsets() {
+                at.insert((name, *partition), *next).map_err(|e| err(&e))?;
+            }
+        }
+        txn.commit().map_err(|e| err(&e))?;
+        for (tp, next) in marks_moved {
+            let applied = inner.applied.entry(tp).or_insert(next);
+            *applied = (*applied).max(next);
+        }
+        for (key, (old_keys, old_bytes)) in sizes {
+            let after = self.lookup(&inner, key)?;
+            let (new_keys, new_bytes) = size_of(key, after.as_ref());
+            inner.keys = (inner.keys + new_keys).saturating_sub(old_keys);
+            inner.bytes = (inner.bytes + new_bytes).saturating_sub(old_bytes);
+        }
+        tracing::info!(
+            handler = name,
+            changelog = changelog.topic(),
+            records = restored.len(),
+            keys = touched.len(),
+            "handler state restored from its changelog"
+        );
+        Ok(())
     }
 
     /// Whether the writes of the message at `offset` of `topic[partition]`

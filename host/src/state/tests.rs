@@ -171,3 +171,14 @@ fn a_second_host_on_the_same_directory_is_refused_with_what_to_do() {
     assert!(err.contains("another alerthost process"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_named_with_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let wanted = file.join("state");
+    let err = format!("{:#}", StateStore::open(&wanted).unwrap_err());
+    assert!(err.contains(&wanted.display().to_string()), "{err}");
+    assert!(err.contains("runtime.state_dir"), "{err}");
+}
