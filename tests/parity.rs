@@ -7,10 +7,18 @@
 //! natively here for Rust, `tests/parity/dump.py` for Python and
 //! `tests/parity/dump.mjs` for JavaScript. Every result must agree exactly,
 //! floats bit for bit; a failure lists each file and field that differs.
+//!
+//! The first-notice example (which keeps state) decides every sample alert as
+//! `tests/data/first-notice-expected.tsv` says, in its order, in the three
+//! languages: natively (`tests/parity/first_notice.py` and `.mjs` with the
+//! SDKs' in-memory state; the Rust crate's own tests read the same file),
+//! and as components through `alerthost test --state-dir`, twice over the
+//! same state directory.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use alerthost_guest::payload::{
     self, ClassicBinary, Format, Json, PayloadError, Role, VoEvent, iso_time_to_unix_millis,
@@ -652,4 +660,262 @@ fn rust_python_and_javascript_sdks_agree_on_every_helper_over_the_edge_corpus() 
         problems.len(),
         problems.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// The first-notice example: the same decisions in the three languages
+
+/// The rows of `tests/data/first-notice-expected.tsv`, in the order the
+/// messages are handled: (sample path under `tests/data/samples`, event key
+/// or `-`, decision).
+fn first_notice_expected() -> Vec<(String, String, String)> {
+    let text =
+        std::fs::read_to_string(repo().join("tests/data/first-notice-expected.tsv")).unwrap();
+    let rows: Vec<_> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            assert!(
+                fields.len() >= 3,
+                "a row has path, key and decision: {line:?}"
+            );
+            (
+                fields[0].to_owned(),
+                fields[1].to_owned(),
+                fields[2].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 52, "every sample alert, once");
+    rows
+}
+
+/// The sample files of the expected-decisions file, in its order.
+fn first_notice_files() -> Vec<PathBuf> {
+    first_notice_expected()
+        .iter()
+        .map(|(path, _, _)| repo().join("tests/data/samples").join(path))
+        .collect()
+}
+
+/// Whether a decision saves (or forwards) the message.
+fn passes(decision: &str) -> bool {
+    matches!(decision, "first" | "smaller" | "retraction")
+}
+
+#[test]
+fn first_notice_decides_every_sample_as_expected_natively_in_python_and_javascript() {
+    let expected = first_notice_expected();
+    let files = first_notice_files();
+    let mut problems = Vec::new();
+    for (program, script) in [("python3", "first_notice.py"), ("node", "first_notice.mjs")] {
+        let output = Command::new(program)
+            .arg(repo().join("tests/parity").join(script))
+            .args(&files)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {script} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{script}: one line per file");
+        for ((path, key, decision), line) in expected.iter().zip(lines) {
+            if line != format!("{decision}\t{key}") {
+                problems.push(format!(
+                    "{script} on {path}: expected {decision} {key}, got {line}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The Python example's own tests (the JavaScript ones run with the other
+    // examples' under `node --test` in examples/js).
+    let output = Command::new("python3")
+        .args(["-m", "unittest", "-q"])
+        .current_dir(repo().join("examples/python/first-notice"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "examples/python/first-notice: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The component of an example (`first_notice`, `gbm_subthreshold`) in a
+/// language: the Rust one from the examples workspace, the Python and
+/// JavaScript ones from the SDKs' build scripts (quick when their inputs did
+/// not change since the last build).
+fn example_component(lang: &str, name: &str) -> PathBuf {
+    // The build scripts write through one temporary file per output: the
+    // tests of this file build one at a time (a second build of the same
+    // inputs keeps the first's output).
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+    let examples = repo().join("examples");
+    let folder = name.replace('_', "-");
+    let out = examples.join(lang).join(format!("dist/{name}.wasm"));
+    let mut build = match lang {
+        "rust" => return alerthost_tests::example(name),
+        "python" => {
+            let mut cmd = Command::new(repo().join("guest-sdk/python/build.sh"));
+            cmd.arg(examples.join("python").join(&folder));
+            cmd
+        }
+        "js" => {
+            let mut cmd = Command::new("node");
+            cmd.arg(repo().join("guest-sdk/js/build.mjs"))
+                .arg(examples.join("js").join(&folder).join("handler.js"));
+            cmd
+        }
+        other => panic!("no {other} examples"),
+    };
+    build.arg(&out);
+    let shown = format!("{build:?}");
+    let output = build
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(
+        output.status.success(),
+        "{shown} failed (are the guest toolchains installed? scripts/guest-toolchains.sh): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// A directory shared with the other tests' host processes for compiled
+/// components, so each large component is compiled once.
+fn component_cache() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .expect("the test executable lives in <target>/<profile>/deps")
+        .join("alerthost-test-component-cache")
+}
+
+#[test]
+fn components_import_state_only_when_the_handler_uses_it() {
+    let mut problems = Vec::new();
+    for lang in ["rust", "python", "js"] {
+        for (name, uses_state) in [("first_notice", true), ("gbm_subthreshold", false)] {
+            let component = example_component(lang, name);
+            let output = Command::new(alerthost_tests::alerthost_bin())
+                .arg("check")
+                .arg("--json")
+                .arg(&component)
+                .arg("--cache-dir")
+                .arg(component_cache())
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "alerthost check {}: {}",
+                component.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let info: Value = serde_json::from_slice(&output.stdout).unwrap();
+            let imports: Vec<&str> = info["imports"]
+                .as_array()
+                .expect("check lists the imports")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let imports_state = imports.contains(&"alerthost:handler/state@0.2.0");
+            if imports_state != uses_state {
+                problems.push(format!(
+                    "{lang} {name}: imports state: {imports_state}, uses it: {uses_state} ({imports:?})"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// What `alerthost test --state-dir DIR` decided on each file, in order:
+/// (decision, the handler's `first-notice:` log line).
+fn alerthost_test_with_state(
+    component: &Path,
+    state_dir: &Path,
+    files: &[PathBuf],
+) -> Vec<(String, String)> {
+    let output = Command::new(alerthost_tests::alerthost_bin())
+        .arg("test")
+        .arg(component)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--cache-dir")
+        .arg(component_cache())
+        .args(files)
+        .env("ALERTHOST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "alerthost test {}: {}",
+        component.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            let logged = line["logs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["text"].as_str())
+                .find(|text| text.starts_with("first-notice: "))
+                .unwrap_or_default()
+                .to_owned();
+            (
+                line["decision"].as_str().unwrap_or_default().to_owned(),
+                logged,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn first_notice_components_decide_every_sample_as_expected_and_remember_across_runs() {
+    let expected = first_notice_expected();
+    let files = first_notice_files();
+    let mut problems = Vec::new();
+    for lang in ["rust", "python", "js"] {
+        let component = example_component(lang, "first_notice");
+        let state = tempfile::tempdir().unwrap();
+        // A second run with the same --state-dir sees every event of the
+        // first: nothing is new or smaller any more.
+        for run in ["first run", "second run"] {
+            let decided = alerthost_test_with_state(&component, state.path(), &files);
+            assert_eq!(
+                decided.len(),
+                files.len(),
+                "{lang} {run}: one line per file"
+            );
+            for ((path, key, decision), (got, logged)) in expected.iter().zip(&decided) {
+                let decision = match (run, decision.as_str()) {
+                    ("second run", "first" | "smaller") => "repeat",
+                    (_, other) => other,
+                };
+                let want = (
+                    if passes(decision) { "save" } else { "drop" },
+                    format!("first-notice: {decision} {key}"),
+                );
+                if (got.as_str(), logged) != (want.0, &want.1) {
+                    problems.push(format!(
+                        "{lang} {run} on {path}: expected {} ({}), got {got} ({logged})",
+                        want.0, want.1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -11,6 +11,13 @@
 // --wit, $ALERTHOST_WIT, wit/ next to this file or its parent (a project
 // that vendors the SDK in alerthost/), or the repository's wit/.
 //
+// The component imports the host's `state` interface only when the handler
+// uses it: when no .js or .mjs file of the handler's directory imports
+// `state` from the SDK (or calls `state.get(`, `state.set(`,
+// `state.delete(`), it is built against the world without its
+// `import state;` line (componentize-js imports every function of the world
+// it is given, used or not), so it also loads where no state is offered.
+//
 // WASI features the handler world has no use for are disabled: `http` and
 // `fetch-event` would make the component import wasi:http, which alerthost
 // refuses.
@@ -25,7 +32,7 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -121,6 +128,14 @@ if (existsSync(outPath) && existsSync(record)) {
   }
 }
 
+/** Whether the handler's sources use the SDK's `state`. */
+function usesState() {
+  const dir = dirname(handlerPath);
+  const pattern = /import\s*\{[^}]*\bstate\b[^}]*\}\s*from|\bstate\s*\.\s*(get|set|delete)\s*\(/;
+  return sources(dir, ['.js', '.mjs']).some((file) => pattern.test(readFileSync(join(dir, file), 'utf8')));
+}
+const withState = usesState();
+
 // componentize-js takes one module whose exports are the world's: write an
 // entry next to the handler (imports are resolved relative to it) that wires
 // the handler to the SDK's glue.
@@ -134,11 +149,17 @@ const importPath = (target) => {
   return rel.startsWith('.') ? rel : `./${rel}`;
 };
 const entry = join(work, 'entry.js');
+const stateGlue = join(dirname(glue), 'state-host.js');
 await writeFile(
   entry,
   `import * as handler from ${JSON.stringify(importPath(handlerPath))};
 import { component } from ${JSON.stringify(importPath(glue))};
-const exported = component(handler);
+${
+  withState
+    ? `import { hostState } from ${JSON.stringify(importPath(stateGlue))};
+const exported = component(handler, hostState);`
+    : 'const exported = component(handler);'
+}
 export function init(params) {
   return exported.init(params);
 }
@@ -157,10 +178,20 @@ const common = (a, b) => {
   return x.slice(0, k).join(sep) || sep;
 };
 process.chdir(common(dirname(handlerPath), here));
+let worldWit = wit;
+if (!withState) {
+  // A handler without state: the same world less its state import.
+  worldWit = join(work, 'wit');
+  await cp(wit, worldWit, { recursive: true });
+  for (const file of readdirSync(worldWit).filter((f) => f.endsWith('.wit'))) {
+    const text = await readFile(join(worldWit, file), 'utf8');
+    await writeFile(join(worldWit, file), text.replace(/^[ \t]*import[ \t]+state[ \t]*;[ \t]*\r?\n/gm, ''));
+  }
+}
 try {
   const { component } = await componentize({
     sourcePath: entry,
-    witPath: wit,
+    witPath: worldWit,
     worldName: 'handler',
     disableFeatures: ['http', 'fetch-event'],
   });

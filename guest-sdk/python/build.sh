@@ -19,6 +19,14 @@
 # OUT.wasm is the one recorded, leaves it as it is: the host then sees the
 # same version and reuses its compiled code.
 #
+# The component imports the host's `state` interface only when the handler
+# uses it: when no .py file in HANDLER_DIR mentions `alerthost.state`,
+# imports `state` from `alerthost` or calls `state.get(`, `state.set(` or
+# `state.delete(`, it is built against the world without
+# its `import state;` line (componentize-py imports every function of the
+# world it is given, used or not), so it also loads where no state is
+# offered.
+#
 # --stub-wasi replaces every WASI import with a trap (componentize-py's
 # option): for hosts that refuse the wasi:sockets imports CPython brings;
 # print(), time and the filesystem then trap instead of working or failing.
@@ -93,6 +101,15 @@ fi
 # one that hands the handler module to the SDK's glue.
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+if ! (cd "$dir" && find . \( -name .venv -o -name dist -o -name __pycache__ -o -name node_modules -o -name '.?*' \) -prune \
+        -o -type f -name '*.py' -print0 | xargs -0 -r grep -qE \
+        'alerthost\.state|from[[:space:]]+alerthost[[:space:]]+import[^#]*\bstate\b|\bstate\.(get|set|delete)\('); then
+    # A handler without state: the same world less its state import.
+    cp -R "$wit" "$work/wit"
+    sed -i -E '/^[[:space:]]*import[[:space:]]+state[[:space:]]*;/d' "$work"/wit/*.wit
+    wit="$work/wit"
+fi
 cat > "$work/alerthost_entry.py" <<EOF
 import alerthost._component
 import $module

@@ -3,7 +3,9 @@
 //! A handler is a type that implements [`Handler`]. [`export_handler!`] turns it
 //! into a WebAssembly component of the `alerthost:handler` world; the types here
 //! are plain Rust, so the same handler logic is unit-tested natively with
-//! `cargo test`. [`payload`] reads the formats GCN alerts come in.
+//! `cargo test`. [`payload`] reads the formats GCN alerts come in; [`state`]
+//! remembers across messages, with an in-memory stand-in in [`testing`] for
+//! native tests.
 //!
 //! ```no_run
 //! use alerthost_guest::{Action, Handler, HandlerError, Message, Params};
@@ -25,6 +27,8 @@
 mod glue;
 mod log;
 pub mod payload;
+pub mod state;
+pub mod testing;
 mod types;
 
 pub use log::{Level, debug, error, info, log, warn};
@@ -33,7 +37,7 @@ pub use types::{
 };
 
 /// The version of the `alerthost:handler` WIT package this SDK targets.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 #[doc(hidden)]
 pub mod __private {

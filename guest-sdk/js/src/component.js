@@ -6,6 +6,23 @@
 import log from 'log';
 
 import { HandlerError, Message, Params, actionsOf, load, setLogSink } from './index.js';
+import { setBackend } from './state.js';
+
+/** `state` in a component built without the host's state interface: every
+ * call is a bug that says how to fix the build. */
+const noState = new Proxy(
+  {},
+  {
+    get() {
+      return () => {
+        throw new Error(
+          "this component was built without the host's state interface: build.mjs found " +
+            'no use of `state` in the handler\'s sources; import `state` from the SDK there and rebuild',
+        );
+      };
+    },
+  },
+);
 
 const some = (value) => (value === null || value === undefined ? undefined : value);
 
@@ -37,11 +54,13 @@ function toWit(action) {
 
 /**
  * The world's `init` and `handle` exports for the handler of `module` (see
- * `load` in index.js).
+ * `load` in index.js). `stateBackend` is the host's `state` (state-host.js)
+ * when the component was built with it.
  */
-export function component(module) {
+export function component(module, stateBackend = null) {
   const build = load(module);
   setLogSink((level, text) => log(level, text));
+  setBackend(stateBackend ?? noState);
   let handleOne = null;
   return {
     init(params) {

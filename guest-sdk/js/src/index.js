@@ -20,15 +20,19 @@
 //
 // Everything here is plain JavaScript with no dependencies, so a handler is
 // tested under Node with `node --test`. `payload` reads the formats GCN alerts
-// come in. `build.mjs` (next to `src/`) turns a handler into a component.
+// come in; `state` remembers across messages, with an in-memory stand-in in
+// `testing` for tests under Node. `build.mjs` (next to `src/`) turns a
+// handler into a component.
 
 import * as payload from './payload.js';
 import { parseF64, toBytes } from './payload.js';
+import * as state from './state.js';
+import * as testing from './testing.js';
 
-export { payload, toBytes };
+export { payload, state, testing, toBytes };
 
 /** The version of the `alerthost:handler` WIT package this SDK targets. */
-export const WIT_VERSION = '0.1.0';
+export const WIT_VERSION = '0.2.0';
 
 /**
  * One Kafka message, as the host hands it to the handler. Offsets and

@@ -24,7 +24,8 @@ component it traps, and the host applies the handler's error policy.
 
 Everything here is plain Python (standard library only), so a handler is
 unit-tested natively with ``python -m unittest``. ``alerthost.payload`` reads
-the formats GCN alerts come in. ``build.sh`` (next to this package) turns a
+the formats GCN alerts come in; ``alerthost.state`` remembers across messages,
+with an in-memory stand-in in ``alerthost.testing`` for native tests. ``build.sh`` (next to this package) turns a
 handler module into a component with componentize-py.
 """
 
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 #: The version of the ``alerthost:handler`` WIT package this SDK targets.
-WIT_VERSION = "0.1.0"
+WIT_VERSION = "0.2.0"
 
 Bytes = Union[bytes, bytearray, memoryview, str]
 

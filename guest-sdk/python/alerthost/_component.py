@@ -13,6 +13,14 @@ from componentize_py_types import Err
 from wit_world.imports import types as wit
 
 import alerthost
+import alerthost.state
+
+try:
+    from wit_world.imports import state as wit_state
+except ImportError:
+    # Built without the host's state interface: build.sh found no use of
+    # `alerthost.state` in the handler's sources.
+    wit_state = None
 
 _LEVELS = {
     "trace": wit.Level.TRACE,
@@ -30,6 +38,33 @@ _KINDS = {
 
 def _host_log(level: str, text: str) -> None:
     wit_world.log(_LEVELS[level], text)
+
+
+class _HostState:
+    """``alerthost.state`` inside a component: the host's ``state`` import."""
+
+    def get(self, key: str) -> Optional[bytes]:
+        return wit_state.get(key)
+
+    def set(self, key: str, value: bytes, ttl_ms: Optional[int]) -> None:
+        wit_state.set(key, value, ttl_ms)
+
+    def delete(self, key: str) -> None:
+        wit_state.delete(key)
+
+
+class _NoState:
+    """``alerthost.state`` in a component built without the host's state
+    interface: every call is a bug that says how to fix the build."""
+
+    def _refuse(self, *_args: object) -> None:
+        raise RuntimeError(
+            "this component was built without the host's state interface: build.sh "
+            "found no use of `alerthost.state` in the handler's .py files; import it "
+            "there (`from alerthost import state`) and rebuild"
+        )
+
+    get = set = delete = _refuse
 
 
 def _message(msg: wit.Message) -> alerthost.Message:
@@ -69,6 +104,7 @@ def export(module: object) -> type:
     ``module`` (see ``alerthost.load``)."""
     build = alerthost.load(module)
     alerthost._log_sink = _host_log
+    alerthost.state._backend = _HostState() if wit_state is not None else _NoState()
     # One handler per instance, built by `init`; componentize-py may make a
     # new `WitWorld` object per call, so it lives here, not on `self`.
     state: dict = {}

@@ -27,6 +27,7 @@ __all__ = [
     "CLASSIC_PACKET_LEN",
     "PayloadError",
     "detect",
+    "trim",
     "Param",
     "Position",
     "VoEvent",
@@ -88,16 +89,19 @@ class PayloadError(ValueError):
         self.detail = detail
 
 
-def _trim(text: str) -> str:
+def trim(text: str) -> str:
     """``text`` without leading and trailing whitespace, as Rust's
-    ``str::trim`` defines it."""
+    ``str::trim`` defines it (Unicode White_Space: NBSP and NEL yes, a
+    byte-order mark and U+001C to U+001F no), like the JavaScript SDK's
+    ``trim``."""
     return text.strip(_WHITESPACE)
+
 
 
 def parse_f64(text: str) -> Optional[float]:
     """``text`` (surrounding whitespace allowed) as a number, in the forms a
     Rust ``f64`` accepts; ``None`` otherwise. May be infinite or NaN."""
-    text = _trim(text)
+    text = trim(text)
     if not _F64.fullmatch(text):
         return None
     return float(text)
@@ -285,7 +289,7 @@ def iso_time_to_unix_millis(text: str) -> Optional[int]:
     milliseconds are truncated. ``None`` when ``text`` is not in that form or
     names an impossible date or time (leap seconds included).
     """
-    text = _trim(text)
+    text = trim(text)
     if not text.isascii() or len(text) < 11 or text[10] not in "Tt ":
         return None
     date, rest = text[:10], text[11:]
@@ -429,9 +433,9 @@ class VoEvent:
         """GCN's notice type number, the ``Packet_Type`` param (131 for a Fermi
         GBM sub-threshold notice, 61 for a Swift BAT GRB position)."""
         value = self.param("Packet_Type")
-        if value is None or not re.fullmatch(r"[+-]?[0-9]+", _trim(value)):
+        if value is None or not re.fullmatch(r"[+-]?[0-9]+", trim(value)):
             return None
-        number = int(_trim(value))
+        number = int(trim(value))
         return number if -(2**31) <= number < 2**31 else None
 
     def time_unix_millis(self) -> Optional[int]:
@@ -552,15 +556,15 @@ class _VoEventParser:
                 self.open_param = None
         elif parent == "Param" and name == "Value":
             if self.open_param is not None and self.open_param.value == "":
-                self.open_param.value = _trim(text)
+                self.open_param.value = trim(text)
         elif parent == "Who" and name == "Date" and len(self.path) == 2 and event.date is None:
-            event.date = _trim(text)
+            event.date = trim(text)
         elif name == "ISOTime" and in_where_when and event.iso_time is None:
-            event.iso_time = _trim(text)
+            event.iso_time = trim(text)
         elif in_where_when and ((parent == "Value2" and name in ("C1", "C2")) or (parent == "Position2D" and name == "Error2Radius")):
             value = _parse_finite(text)
             if value is None:
-                raise _Failure(f"<{name}> {_rust_debug(_trim(text))} is not a number")
+                raise _Failure(f"<{name}> {_rust_debug(trim(text))} is not a number")
             if name == "C1":
                 self.c1 = value
             elif name == "C2":
@@ -658,12 +662,12 @@ def classic_text_pairs(data: bytes) -> List[Tuple[str, str]]:
     for line in text.split("\n"):
         if line.endswith("\r"):
             line = line[:-1]
-        content = _trim(line)
+        content = trim(line)
         if not content:
             continue
         key, colon, value = line.partition(":")
         if colon and line[0] not in _WHITESPACE and _is_key(key):
-            pairs.append([key, _trim(value)])
+            pairs.append([key, trim(value)])
         elif pairs:
             if pairs[-1][1]:
                 pairs[-1][1] += " "

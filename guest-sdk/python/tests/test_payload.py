@@ -286,3 +286,11 @@ class ClassicTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TrimTest(unittest.TestCase):
+    def test_trims_what_rust_trims(self):
+        self.assertEqual(payload.trim("\u00a0\u0085 x y\u3000\t"), "x y")
+        # Not whitespace to Rust, though Python's str.strip() removes them.
+        self.assertEqual(payload.trim("\x1c x \x1f"), "\x1c x \x1f")
+        self.assertEqual(payload.trim("\ufeffx"), "\ufeffx")

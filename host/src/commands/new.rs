@@ -24,7 +24,7 @@ const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 /// The WIT contract, vendored into every project.
 const WIT: &str = include_str!("../../../wit/handler.wit");
 /// The version of the WIT package, for the projects' READMEs.
-const WIT_VERSION: &str = "0.1.0";
+const WIT_VERSION: &str = "0.2.0";
 /// The sample message every project tests with: a Swift BAT position VOEvent.
 const SAMPLE: &[u8] =
     include_bytes!("../../../tests/data/samples/voevent/swift_bat_grb_pos_1118357.xml");
@@ -75,6 +75,14 @@ const RUST_SDK: &[(&str, &str)] = &[
         "alerthost-guest/src/payload/voevent.rs",
         include_str!("../../../guest-sdk/src/payload/voevent.rs"),
     ),
+    (
+        "alerthost-guest/src/state.rs",
+        include_str!("../../../guest-sdk/src/state.rs"),
+    ),
+    (
+        "alerthost-guest/src/testing.rs",
+        include_str!("../../../guest-sdk/src/testing.rs"),
+    ),
 ];
 
 /// (path in the project, contents) of the Python SDK.
@@ -94,6 +102,14 @@ const PYTHON_SDK: &[(&str, &str)] = &[
     (
         "alerthost/_component.py",
         include_str!("../../../guest-sdk/python/alerthost/_component.py"),
+    ),
+    (
+        "alerthost/state.py",
+        include_str!("../../../guest-sdk/python/alerthost/state.py"),
+    ),
+    (
+        "alerthost/testing.py",
+        include_str!("../../../guest-sdk/python/alerthost/testing.py"),
     ),
     (
         "alerthost/build.sh",
@@ -123,6 +139,18 @@ const JS_SDK: &[(&str, &str)] = &[
     (
         "alerthost/component.js",
         include_str!("../../../guest-sdk/js/src/component.js"),
+    ),
+    (
+        "alerthost/state.js",
+        include_str!("../../../guest-sdk/js/src/state.js"),
+    ),
+    (
+        "alerthost/testing.js",
+        include_str!("../../../guest-sdk/js/src/testing.js"),
+    ),
+    (
+        "alerthost/state-host.js",
+        include_str!("../../../guest-sdk/js/src/state-host.js"),
     ),
     (
         "alerthost/build.mjs",
