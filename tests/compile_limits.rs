@@ -279,7 +279,7 @@ fn the_costly_shape_is_a_working_handler() {
         .load_bytes(&component_with_functions(1, 64, 1000), &Limits::default())
         .unwrap();
     let params = vec![("sink".to_owned(), "out".to_owned())];
-    let (mut handler, _) = LiveHandler::new(Arc::new(code), params).unwrap();
+    let (mut handler, _) = LiveHandler::new(Arc::new(code), params, None).unwrap();
     let report = handler.handle(&Message {
         topic: "t".into(),
         partition: 0,
@@ -371,8 +371,8 @@ fn examples_compile_in_the_bounded_process_under_default_limits() {
             .load_file(&example(name), &Limits::default())
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(!code.info().from_cache, "{name}");
-        let (mut handler, _) =
-            LiveHandler::new(Arc::new(code), params).unwrap_or_else(|f| panic!("{name}: {f}"));
+        let (mut handler, _) = LiveHandler::new(Arc::new(code), params, None)
+            .unwrap_or_else(|f| panic!("{name}: {f}"));
         let report = handler.handle(&alert);
         assert!(report.outcome.is_ok(), "{name}: {:?}", report.outcome.err());
     }
