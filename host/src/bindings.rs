@@ -2,9 +2,9 @@
 //!
 //! The bindings are for `0.2.0`. Components built for `0.1.0` are served by
 //! the same bindings: the two worlds' types and exports are identical, and
-//! `0.1.0` has no `state` import, so the linker only adds an empty
-//! `alerthost:handler/types@0.1.0` instance (a types-only interface gives
-//! the guest nothing to call).
+//! `0.1.0` has no `state` import. Its `alerthost:handler/types@0.1.0`
+//! import holds only types, which wasmtime checks structurally and needs no
+//! definition for.
 
 wasmtime::component::bindgen!({
     path: "../wit",

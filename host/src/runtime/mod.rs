@@ -206,13 +206,6 @@ impl Runtime {
         linker.allow_shadowing(false);
         bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("cannot link the handler world: {e:?}"))?;
-        // Older worlds differ only in their types interface, which gives the
-        // guest nothing to call: an empty instance satisfies it.
-        for version in OLDER_WIT_VERSIONS {
-            linker
-                .instance(&format!("{WIT_PACKAGE}/types@{version}"))
-                .map_err(|e| anyhow::anyhow!("cannot link {WIT_PACKAGE}@{version}: {e:?}"))?;
-        }
 
         // Without a usable cache every start compiles: slower, never fatal.
         let cache =

@@ -413,13 +413,19 @@ impl StateStore {
                     .collect();
                 batches.sort_by_key(|b| b.seq);
                 let mut seqs = HashSet::new();
-                let mut changed = Vec::new();
+                // Per key only the last change counts: a counter set by a
+                // thousand messages is written once.
+                let mut last: BTreeMap<&str, &Change> = BTreeMap::new();
                 for batch in &batches {
                     seqs.insert(batch.seq);
                     for change in &batch.changes {
-                        tables.write(name, change).map_err(|e| err(&e))?;
-                        changed.push((change.key().to_owned(), change.seq()));
+                        last.insert(change.key(), change);
                     }
+                }
+                let mut changed = Vec::with_capacity(last.len());
+                for change in last.into_values() {
+                    tables.write(name, change).map_err(|e| err(&e))?;
+                    changed.push((change.key().to_owned(), change.seq()));
                 }
                 let mut handler_marks = Vec::new();
                 if let Some(positions) = watermarks {
