@@ -37,9 +37,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::Change;
@@ -177,7 +175,7 @@ pub struct Changelog {
     servers: String,
     /// Connection properties, for the consumer of each restore.
     connection: BTreeMap<String, String>,
-    producer: ThreadedProducer<ChangelogContext>,
+    producer: BaseProducer<ChangelogContext>,
     timeout: Duration,
     /// One append at a time: a transaction spans the whole append.
     appending: Mutex<()>,
@@ -250,7 +248,7 @@ impl Changelog {
                 timeout.as_millis().max(1).to_string(),
             )
             .set("linger.ms", "0");
-        let producer: ThreadedProducer<ChangelogContext> = config
+        let producer: BaseProducer<ChangelogContext> = config
             .create_with_context(ChangelogContext::default())
             .with_context(|| format!("cannot create the producer of the {}", what()))?;
         producer.init_transactions(timeout).with_context(|| {
@@ -392,7 +390,7 @@ impl Changelog {
                     if Instant::now() < deadline =>
                 {
                     record = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    self.producer.poll(Duration::from_millis(5));
                 }
                 Err((error, _)) => {
                     return Err(self.explain(error))
@@ -451,7 +449,10 @@ impl Changelog {
             // Only what whole appends wrote: an append cut short is never
             // read.
             .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // At the end the broker answers a fetch only after this long:
+            // a restore with little to read should not wait 500 ms for it.
+            .set("fetch.wait.max.ms", "20");
         let consumer: BaseConsumer = config.create().context("cannot create a Kafka consumer")?;
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), self.timeout)
@@ -559,7 +560,14 @@ impl Changelog {
                         (Some(at), Some(end)) if at < *end => {
                             under_way.insert(partition);
                         }
-                        _ => {
+                        (Some(at), _) => {
+                            // Past the last transaction's marker too: the
+                            // next restore starts at the end and reads nothing.
+                            let next = position.next.entry(partition).or_insert(at);
+                            *next = (*next).max(at);
+                            ends.remove(&partition);
+                        }
+                        (None, _) => {
                             ends.remove(&partition);
                         }
                     }

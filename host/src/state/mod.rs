@@ -423,9 +423,11 @@ impl StateStore {
                     }
                 }
                 let mut changed = Vec::with_capacity(last.len());
+                let mut written = Vec::with_capacity(last.len());
                 for change in last.into_values() {
                     tables.write(name, change).map_err(|e| err(&e))?;
                     changed.push((change.key().to_owned(), change.seq()));
+                    written.push(change.clone());
                 }
                 let mut handler_marks = Vec::new();
                 if let Some(positions) = watermarks {
@@ -441,14 +443,12 @@ impl StateStore {
                 }
                 // Watermarks alone are not written: without a change they
                 // only spare a replay messages that change nothing.
+                // The changelog gets what the store gets: each key's last
+                // change.
                 if let Some(changelog) = handler.changelog.get()
-                    && !batches.is_empty()
+                    && !written.is_empty()
                 {
-                    let changes = batches
-                        .iter()
-                        .flat_map(|b| b.changes.iter().cloned())
-                        .collect();
-                    appends.push((changelog, name, changes, handler_marks));
+                    appends.push((changelog, name, written, handler_marks));
                 }
                 let swept = match inner.latest_ms {
                     Some(now) => tables.sweep(name, now).map_err(|e| err(&e))?,
