@@ -383,10 +383,15 @@ impl StateStore {
         watermarks: Option<&[(TopicPartition, i64)]>,
     ) -> anyhow::Result<()> {
         let handlers = lock(&self.handlers).clone();
-        // Workers wait while a persist runs, so the view never moves under
-        // it; a persist is one fsync every commit interval.
-        let mut guards: Vec<MutexGuard<'_, Inner>> =
-            handlers.iter().map(|h| lock(&h.inner)).collect();
+        // Workers wait while the batches are chosen and written into the
+        // transaction, so the view does not move under that; they go on
+        // during the changelog append and the fsync. Meanwhile the chosen
+        // writes stay in the view (reads see them), batches applied later
+        // have higher sequence numbers (the bookkeeping after the commit
+        // keeps them), and the store's one writer (taken below, before the
+        // locks are let go) keeps persists and restores in turn. Locks are
+        // taken view first, then the writer, as in a restore.
+        let guards: Vec<MutexGuard<'_, Inner>> = handlers.iter().map(|h| lock(&h.inner)).collect();
         let path = &self.shared.path;
         let err = |e: &dyn std::fmt::Display| store_error(path, e);
         let txn = self.shared.db.begin_write().map_err(|e| err(&e))?;
@@ -479,6 +484,7 @@ impl StateStore {
             meta.insert("seq", self.shared.seq.load(Ordering::SeqCst))
                 .map_err(|e| err(&e))?;
         }
+        drop(guards);
         for (changelog, handler, changes, marks) in appends {
             changelog
                 .append(&changes, &marks)
@@ -487,14 +493,15 @@ impl StateStore {
         txn.commit().map_err(|e| err(&e))?;
 
         for (
-            inner,
+            handler,
             Persisted {
                 seqs,
                 changed,
                 swept,
             },
-        ) in guards.iter_mut().zip(done)
+        ) in handlers.iter().zip(done)
         {
+            let mut inner = lock(&handler.inner);
             for queue in inner.pending.values_mut() {
                 queue.retain(|b| !seqs.contains(&b.seq));
             }
