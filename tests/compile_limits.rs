@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use alerthost::bindings::Message;
 use alerthost::runtime::{Limits, LiveHandler, Runtime, RuntimeOptions};
 use alerthost_tests::{
-    Host, Outgoing, example, files_under, random_group, random_topic, require_kafka,
-    runtime_options, start_host, toml_str, write_config,
+    Host, Outgoing, example, files_under, proc_status_bytes, random_group, random_topic,
+    require_kafka, runtime_options, start_host, toml_str, write_config,
 };
 use wasm_encoder::{
     CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
@@ -203,17 +203,7 @@ fn artifacts(cache: &Path) -> Vec<PathBuf> {
 
 /// This process's resident set now, in bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS in kB");
-    kib * 1024
+    proc_status_bytes("VmRSS")
 }
 
 /// Run `f`, sampling this process's resident set every 5 ms; its result

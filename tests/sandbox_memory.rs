@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use alerthost::runtime::{FailureKind, Limits, LiveHandler, MAX_MEMORIES, Runtime};
-use alerthost_tests::runtime_options;
+use alerthost_tests::{proc_status_bytes, runtime_options};
 use wasm_encoder::{
     CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
     MemoryType, Module, StartSection, TypeSection, ValType,
@@ -105,17 +105,7 @@ fn many_memories(memories: u32, pages: u64) -> Vec<u8> {
 
 /// The peak resident set of this process, in bytes.
 fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/self/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmHWM in kB");
-    kib * 1024
+    proc_status_bytes("VmHWM")
 }
 
 #[test]

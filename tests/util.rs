@@ -127,25 +127,16 @@ pub fn example(name: &str) -> PathBuf {
 /// `bytes` with a component custom section `name` holding `payload`
 /// appended: the same component, another content hash.
 pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut content = Vec::new();
-    leb128(name.len(), &mut content);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
+    use wasm_encoder::Encode as _;
     let mut out = bytes.to_vec();
+    // A custom section (id 0) is valid at the top level of a component as
+    // of a module.
     out.push(0x00);
-    leb128(content.len(), &mut out);
-    out.extend_from_slice(&content);
+    wasm_encoder::CustomSection {
+        name: name.into(),
+        data: payload.into(),
+    }
+    .encode(&mut out);
     out
 }
 
@@ -1224,4 +1215,16 @@ impl Drop for OwnBroker {
                 .status();
         }
     }
+}
+
+/// A memory figure of this process from `/proc/self/status`, in bytes:
+/// `"VmRSS"` (resident now) or `"VmHWM"` (peak resident).
+pub fn proc_status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in kB in /proc/self/status"));
+    kib * 1024
 }

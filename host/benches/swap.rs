@@ -50,25 +50,16 @@ const SWAP_EVERY: Duration = Duration::from_secs(1);
 /// `bytes` with a component custom section appended: same code, another
 /// content hash, so another handler version.
 fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut content = Vec::new();
-    leb128(name.len(), &mut content);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
+    use wasm_encoder::Encode as _;
     let mut out = bytes.to_vec();
+    // A custom section (id 0) is valid at the top level of a component as
+    // of a module.
     out.push(0x00);
-    leb128(content.len(), &mut out);
-    out.extend_from_slice(&content);
+    wasm_encoder::CustomSection {
+        name: name.into(),
+        data: payload.into(),
+    }
+    .encode(&mut out);
     out
 }
 
