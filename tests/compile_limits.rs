@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 use alerthost::bindings::Message;
 use alerthost::runtime::{Limits, LiveHandler, Runtime, RuntimeOptions};
 use alerthost_tests::{
-    Host, Outgoing, example, files_under, proc_status_bytes, random_group, random_topic,
-    require_kafka, runtime_options, start_host, toml_str, write_config,
+    Host, Outgoing, example, files_under, handler_world_component, handler_world_types,
+    proc_status_bytes, random_group, random_topic, require_kafka, runtime_options, start_host,
+    toml_str, write_config,
 };
 use wasm_encoder::{
     CodeSection, ConstExpr, ExportKind, ExportSection, Function, FunctionSection, GlobalSection,
-    GlobalType, Instruction, MemorySection, MemoryType, Module, TypeSection, ValType,
+    GlobalType, Instruction, MemorySection, MemoryType, Module, ValType,
 };
 
 /// A working handler-world component that drops every message (`init` and
@@ -33,19 +34,7 @@ use wasm_encoder::{
 /// `(i64) -> i64` that are never called.
 fn handler_component(extra: &[Function]) -> Vec<u8> {
     use ValType::{I32, I64};
-    let mut types = TypeSection::new();
-    // init(params: list<tuple<string, string>>) -> result<_, string>
-    types.ty().function([I32, I32], [I32]);
-    // handle(msg: message) -> result<list<action>, handler-error>: the
-    // message's 14 flat values, the result through a return pointer.
-    types.ty().function(
-        [
-            I32, I32, I32, I64, I32, I64, I32, I32, I32, I32, I32, I32, I32, I32,
-        ],
-        [I32],
-    );
-    // cabi_realloc
-    types.ty().function([I32, I32, I32, I32], [I32]);
+    let mut types = handler_world_types();
     // the costly ones: (i64) -> i64
     types.ty().function([I64], [I64]);
 
@@ -116,24 +105,7 @@ fn handler_component(extra: &[Function]) -> Vec<u8> {
         .section(&globals)
         .section(&exports)
         .section(&code);
-    let mut module = module.finish();
-
-    let mut resolve = wit_parser::Resolve::default();
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-    let (package, _) = resolve.push_dir(&wit).unwrap();
-    let world = resolve.select_world(&[package], Some("handler")).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .encode()
-        .unwrap()
+    handler_world_component(module.finish(), false)
 }
 
 /// `functions` functions of `steps` multiply steps over `locals` locals,

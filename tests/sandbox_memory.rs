@@ -6,10 +6,12 @@
 use std::sync::Arc;
 
 use alerthost::runtime::{FailureKind, Limits, LiveHandler, MAX_MEMORIES, Runtime};
-use alerthost_tests::{proc_status_bytes, runtime_options};
+use alerthost_tests::{
+    handler_world_component, handler_world_types, proc_status_bytes, runtime_options,
+};
 use wasm_encoder::{
     CodeSection, ExportKind, ExportSection, Function, FunctionSection, Instruction, MemorySection,
-    MemoryType, Module, StartSection, TypeSection, ValType,
+    MemoryType, Module, StartSection,
 };
 
 /// 64 KiB pages in 64 MiB.
@@ -19,20 +21,7 @@ const PAGES_64_MIB: u64 = 1024;
 /// memories of `pages` pages each and, in its start function, fills every
 /// one of them (so each granted page becomes resident).
 fn many_memories(memories: u32, pages: u64) -> Vec<u8> {
-    use ValType::{I32, I64};
-    let mut types = TypeSection::new();
-    // init(params: list<tuple<string, string>>) -> result<_, string>
-    types.ty().function([I32, I32], [I32]);
-    // handle(msg: message) -> result<list<action>, handler-error>: the
-    // message's 14 flat values, the result through a return pointer.
-    types.ty().function(
-        [
-            I32, I32, I32, I64, I32, I64, I32, I32, I32, I32, I32, I32, I32, I32,
-        ],
-        [I32],
-    );
-    // cabi_realloc
-    types.ty().function([I32, I32, I32, I32], [I32]);
+    let mut types = handler_world_types();
     // start
     types.ty().function([], []);
 
@@ -82,25 +71,7 @@ fn many_memories(memories: u32, pages: u64) -> Vec<u8> {
         .section(&exports)
         .section(&StartSection { function_index: 3 })
         .section(&code);
-    let mut module = module.finish();
-
-    let mut resolve = wit_parser::Resolve::default();
-    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-    let (package, _) = resolve.push_dir(&wit).unwrap();
-    let world = resolve.select_world(&[package], Some("handler")).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap()
+    handler_world_component(module.finish(), true)
 }
 
 /// The peak resident set of this process, in bytes.

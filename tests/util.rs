@@ -1228,3 +1228,48 @@ pub fn proc_status_bytes(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in kB in /proc/self/status"));
     kib * 1024
 }
+
+/// The types every hand-built handler-world core module starts with, at
+/// indices 0, 1 and 2: `init`, `handle` (the message's 14 flat values, the
+/// result through a return pointer) and `cabi_realloc`. Callers add their
+/// own types after them.
+pub fn handler_world_types() -> wasm_encoder::TypeSection {
+    use wasm_encoder::ValType::{I32, I64};
+    let mut types = wasm_encoder::TypeSection::new();
+    // init(params: list<tuple<string, string>>) -> result<_, string>
+    types.ty().function([I32, I32], [I32]);
+    // handle(msg: message) -> result<list<action>, handler-error>
+    types.ty().function(
+        [
+            I32, I32, I32, I64, I32, I64, I32, I32, I32, I32, I32, I32, I32, I32,
+        ],
+        [I32],
+    );
+    // cabi_realloc
+    types.ty().function([I32, I32, I32, I32], [I32]);
+    types
+}
+
+/// A handler component from a hand-built core module (exporting `memory`,
+/// `init`, `handle` and `cabi_realloc`) against the repository's
+/// `alerthost:handler` world; `validate` has the encoder validate the
+/// result (off to build components only the compiler refuses).
+pub fn handler_world_component(mut module: Vec<u8>, validate: bool) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let (package, _) = resolve.push_dir(&wit).unwrap();
+    let world = resolve.select_world(&[package], Some("handler")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(validate)
+        .encode()
+        .unwrap()
+}
