@@ -887,11 +887,13 @@ impl HandlerState {
     /// are in the store already (a replay after a crash between the persist
     /// and the Kafka commit): the handler skips it.
     pub fn already_applied(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        // On the per-message path: a scan of the few watermarks rather
+        // than a key built (and allocated) for every message.
         let inner = lock(&self.inner);
         inner
             .applied
-            .get(&(Arc::from(topic), partition))
-            .is_some_and(|next| offset < *next)
+            .iter()
+            .any(|((t, p), next)| *p == partition && **t == *topic && offset < *next)
     }
 
     /// The value of `key` in the view, expired or not.
