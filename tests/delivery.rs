@@ -2069,3 +2069,118 @@ fn halt_commits_every_message_before_the_failure_once_acknowledged() {
         "the final commit covers the acknowledged forwards, and stops at the poison"
     );
 }
+
+// ---------------------------------------------------------------------------
+// What the handler is given
+
+/// The workers read their partitions' queues in batches, straight from
+/// librdkafka's buffers, and a dropped message is never copied: the handler
+/// must still see each message exactly as it was produced. Keys (absent,
+/// binary), values (empty, large, binary), create timestamps and headers in
+/// order (repeated names, an empty value, no value, binary values, a name
+/// that is not ASCII) are described by the `describe` guest and compared
+/// with what was produced; each message's description is its own file, so
+/// none was mixed up with another of its batch.
+#[test]
+fn handler_sees_each_message_exactly_as_produced() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 2);
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let header = |name: &str, value: Option<&[u8]>| (name.to_owned(), value.map(<[u8]>::to_vec));
+    let mut messages = vec![
+        Outgoing {
+            partition: 0,
+            timestamp: Some(1_700_000_000_001),
+            key: Some(b"k1".to_vec()),
+            value: b"plain".to_vec(),
+            headers: vec![
+                header("a", Some(b"1")),
+                header("empty", Some(b"")),
+                header("none", None),
+                header("a", Some(b"2")),
+                header("bin", Some(&[0x00, 0xff])),
+            ],
+        },
+        Outgoing {
+            partition: 0,
+            timestamp: Some(1_700_000_000_002),
+            ..Outgoing::default()
+        },
+        Outgoing {
+            partition: 1,
+            timestamp: Some(1_700_000_000_003),
+            key: Some(vec![0x00, 0xff]),
+            value: big.clone(),
+            headers: vec![header("grüße", Some(b"x"))],
+        },
+    ];
+    // Enough after them for several batches per partition.
+    messages.extend((0..300).map(|i| {
+        Outgoing {
+            partition: i % 2,
+            timestamp: Some(1_700_000_001_000 + i64::from(i)),
+            key: (i % 3 == 0).then(|| i.to_string().into_bytes()),
+            value: vec![0xff; (i as usize * 7) % 1500],
+            headers: (0..i % 4)
+                .map(|h| header(&format!("h{h}"), Some(format!("{i}-{h}").as_bytes())))
+                .collect(),
+        }
+    }));
+    let offsets = kafka.produce(&topic, &messages);
+    let hex = |bytes: Option<&[u8]>| match bytes {
+        None => "null".to_owned(),
+        Some(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let expected: BTreeMap<PathBuf, String> = messages
+        .iter()
+        .zip(&offsets)
+        .map(|(m, &offset)| {
+            let headers: Vec<String> = m
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}:{}", hex(value.as_deref())))
+                .collect();
+            (
+                default_path("describe", &topic, m.partition, offset),
+                format!(
+                    "{topic} {} {offset} create:{} key={} value={} headers={}",
+                    m.partition,
+                    m.timestamp.expect("every message has a timestamp"),
+                    hex(m.key.as_deref()),
+                    hex(Some(&m.value)),
+                    headers.join(","),
+                ),
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            source(&kafka, &[&topic], Some(&group), ""),
+            file_sink("files", &saved),
+            handler(
+                "describe",
+                &guest("describe"),
+                &[&topic],
+                "save_to = \"files\""
+            ),
+        ),
+    );
+    let mut ends = BTreeMap::new();
+    for (m, &offset) in messages.iter().zip(&offsets) {
+        let end = ends.entry(m.partition).or_insert(Some(0));
+        *end = (*end).max(Some(offset + 1));
+    }
+    let mut host = start_host(&config, &[]);
+    wait_committed(&mut host, &kafka, &group, &topic, &ends);
+    host.stop_cleanly();
+    let got = text_files(&saved);
+    assert_eq!(got.len(), expected.len(), "one file per message");
+    for (path, want) in &expected {
+        assert_eq!(got.get(path), Some(want), "{}", path.display());
+    }
+}

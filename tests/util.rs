@@ -623,6 +623,8 @@ pub struct Outgoing {
     pub key: Option<Vec<u8>>,
     /// Value.
     pub value: Vec<u8>,
+    /// Headers, in order (a `None` value is a header without one).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Outgoing {
@@ -771,6 +773,18 @@ impl Kafka {
             }
             if let Some(timestamp) = message.timestamp {
                 record = record.timestamp(timestamp);
+            }
+            if !message.headers.is_empty() {
+                let headers = message.headers.iter().fold(
+                    rdkafka::message::OwnedHeaders::new_with_capacity(message.headers.len()),
+                    |headers, (key, value)| {
+                        headers.insert(rdkafka::message::Header {
+                            key,
+                            value: value.as_deref(),
+                        })
+                    },
+                );
+                record = record.headers(headers);
             }
             let mut record = record;
             loop {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use alerthost::bindings::Message;
+use alerthost::bindings::{Message, MessageView};
 use alerthost::commit::{InflightBudget, PartitionTrack};
 use alerthost::config::Config;
 use alerthost::pipeline::{Deployed, HandlerSet, HandlerSpec};
@@ -199,18 +199,19 @@ topics = ["bench"]
             Ok(reloads)
         });
 
+        let mut scratch = Message::default();
         let mut handle_one = |offset: i64| {
-            let msg = Message {
-                topic: "bench".into(),
+            let msg = MessageView {
+                topic: "bench",
                 partition: 0,
                 offset,
                 timestamp: None,
                 key: None,
-                value: value.to_vec(),
-                headers: Vec::new(),
+                value,
+                headers: &[],
             };
             if let Some(ack) = track.begin(offset, 0) {
-                set.handle(&msg, &[0], ack);
+                set.handle(&msg, &mut scratch, &[0], ack);
             }
             track.drain(Instant::now() + Duration::from_secs(30), || false);
         };

@@ -22,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
@@ -34,6 +33,13 @@ use crate::config::{StartAt, TopicSelector};
 use crate::shutdown::{Fatal, Shutdown};
 use crate::stats::Stats;
 use crate::telemetry::Metrics;
+
+// The one module with unsafe Kafka code: librdkafka's batch read (see its
+// docs for why).
+#[allow(unsafe_code)]
+pub mod queue;
+
+use queue::PartitionQueue;
 
 /// How long to wait for the cluster to answer at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -92,7 +98,7 @@ pub struct SourceOptions {
 /// commit track, and for a ranged run where it ends.
 pub struct Lane {
     /// The partition's own queue of messages.
-    pub queue: PartitionQueue<SourceContext>,
+    pub queue: PartitionQueue,
     /// Its commit track (one per assignment).
     pub track: Arc<PartitionTrack>,
     /// For a ranged run, the offset it ends before.
@@ -291,7 +297,7 @@ impl SourceContext {
             );
             // Split before the fetch starts, so every message of the
             // partition arrives on its own queue.
-            let Some(queue) = me.split_partition_queue(&topic, *partition) else {
+            let Some(queue) = PartitionQueue::split(&me, &topic, *partition) else {
                 self.shutdown.fail(Fatal::Source(format!(
                     "cannot open a queue for {topic}[{partition}]"
                 )));
@@ -925,9 +931,7 @@ impl Source {
                 Arc::clone(&self.shutdown),
                 Arc::clone(&context.budget),
             );
-            let queue = self
-                .consumer
-                .split_partition_queue(&topic, tp.1)
+            let queue = PartitionQueue::split(&self.consumer, &topic, tp.1)
                 .with_context(|| format!("cannot open a queue for {}[{}]", tp.0, tp.1))?;
             lanes.push(Lane {
                 queue,
@@ -992,9 +996,7 @@ impl Source {
                     if tracks.contains_key(&key) {
                         continue;
                     }
-                    let queue = self
-                        .consumer
-                        .split_partition_queue(name, partition.id())
+                    let queue = PartitionQueue::split(&self.consumer, name, partition.id())
                         .with_context(|| {
                             format!("cannot open a queue for {name}[{}]", partition.id())
                         })?;

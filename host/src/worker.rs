@@ -17,15 +17,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 
-use crate::bindings::{Action, Header, Message, Timestamp, TimestampKind};
+use crate::bindings::{
+    Action, Header, HeaderParam, Message, MessageView, Timestamp, TimestampKind,
+};
 use crate::commit::{Ack, InflightBudget};
 use crate::config::{OnError, TopicSelector};
 use crate::router::{Route, Router};
 use crate::runtime::{FailureKind, HandlerCode, HandlerFailure, LiveHandler, LogLine, level_str};
 use crate::shutdown::{Fatal, Shutdown};
 use crate::sink::{OnRefused, Origin, Record, Refused, Sink, cut_error_text};
+use crate::source::queue::{Batch, RawMessage};
 use crate::source::{Lane, LaneTaker};
 use crate::state::HandlerState;
 use crate::stats::Stats;
@@ -154,9 +156,20 @@ impl HandlerSet {
     /// Run every handler of `route` on `msg`; `ack` is dropped when the
     /// worker's part is done (sinks keep clones until theirs is), or failed
     /// when a handler's policy or a sink halts the host.
-    pub fn handle(&mut self, msg: &Message, route: &[usize], ack: Ack) {
+    pub fn handle(
+        &mut self,
+        msg: &MessageView<'_>,
+        scratch: &mut Message,
+        route: &[usize],
+        ack: Ack,
+    ) {
+        let mut msg = Lazy {
+            view: msg,
+            owned: scratch,
+            copied: false,
+        };
         for &index in route {
-            if let Err(fatal) = self.run_handler(index, msg, &ack) {
+            if let Err(fatal) = self.run_handler(index, &mut msg, &ack) {
                 ack.fail(fatal);
                 return;
             }
@@ -202,60 +215,75 @@ impl HandlerSet {
         }
     }
 
-    fn run_handler(&mut self, index: usize, msg: &Message, ack: &Ack) -> Result<(), Fatal> {
+    fn run_handler(
+        &mut self,
+        index: usize,
+        msg: &mut Lazy<'_, '_>,
+        ack: &Ack,
+    ) -> Result<(), Fatal> {
         self.refresh(index);
         let spec = &self.handlers[index];
         let (deployed, live) = &mut self.live[index];
         let version = deployed.code.version();
-        let origin = Origin {
-            handler: &spec.name,
-            version,
-            msg,
-        };
+        let view = msg.view;
         if let Some(state) = &spec.state
-            && state.already_applied(&msg.topic, msg.partition, msg.offset)
+            && state.already_applied(view.topic, view.partition, view.offset)
         {
             // Handled before a crash that came between the state persist and
             // the Kafka commit: its outputs are durable, its writes stored.
-            tracing::debug!(handler = %spec.name, message = %origin.at(), "already applied to the handler's state; not handled again");
+            tracing::debug!(handler = %spec.name, message = %at(view), "already applied to the handler's state; not handled again");
             return Ok(());
         }
         let mut attempt = 0;
         loop {
-            let report = live.handle(msg);
+            let report = live.handle_view(view);
             let meters = &mut self.meters[index];
             if meters.version() != version {
                 meters.flush();
                 *meters = self.stats.metrics.handler_meters(&spec.name, version);
             }
             meters.handled(report.elapsed);
-            emit_logs(spec, version, Some(msg), &report.logs);
+            emit_logs(spec, version, Some(view), &report.logs);
             let writes = report.writes;
             let failure = match report.outcome {
-                Ok(actions) => match carry_out(
+                // Dropped: nothing to hand to a sink, so no owned copy of
+                // the message is made.
+                Ok(actions) if actions.is_empty() => Ok(actions),
+                Ok(actions) => carry_out(
                     Later {
                         handlers: &self.handlers,
                         index,
                         sinks: &self.sinks,
                         stats: &self.stats,
                     },
-                    origin,
+                    Origin {
+                        handler: &spec.name,
+                        version,
+                        msg: msg.owned(),
+                    },
                     &actions,
                     ack,
-                ) {
-                    Ok(()) => {
-                        // The writes take effect with the message: its
-                        // actions are accepted.
-                        if let Some(state) = &spec.state {
-                            state.apply(&msg.topic, msg.partition, msg.offset, writes);
-                        }
-                        count_decision(&mut self.tally, &self.meters[index], &actions);
-                        self.streaks[index] = 0;
-                        return Ok(());
+                )
+                .map(|()| actions),
+                Err(failure) => Err(failure),
+            };
+            let failure = match failure {
+                Ok(actions) => {
+                    // The writes take effect with the message: its
+                    // actions are accepted.
+                    if let Some(state) = &spec.state {
+                        state.apply(view.topic, view.partition, view.offset, writes);
                     }
-                    Err(failure) => failure,
-                },
+                    count_decision(&mut self.tally, &self.meters[index], &actions);
+                    self.streaks[index] = 0;
+                    return Ok(());
+                }
                 Err(failure) => failure,
+            };
+            let origin = Origin {
+                handler: &spec.name,
+                version,
+                msg: msg.owned(),
             };
             let failure = HandlerFailure {
                 kind: failure.kind,
@@ -339,6 +367,30 @@ impl Tally {
             }
         }
     }
+}
+
+/// The message being handled: borrowed from librdkafka's buffer, and
+/// copied into the worker's reused buffer only when a handler's decision
+/// needs it owned (an action or a failure; most messages are dropped).
+struct Lazy<'m, 'v> {
+    view: &'m MessageView<'v>,
+    owned: &'m mut Message,
+    copied: bool,
+}
+
+impl Lazy<'_, '_> {
+    fn owned(&mut self) -> &Message {
+        if !self.copied {
+            self.owned.copy_from(self.view);
+            self.copied = true;
+        }
+        self.owned
+    }
+}
+
+/// `topic[partition]@offset` of a message.
+fn at(msg: &MessageView<'_>) -> String {
+    format!("{}[{}]@{}", msg.topic, msg.partition, msg.offset)
 }
 
 fn sink_failure(text: String) -> HandlerFailure {
@@ -582,9 +634,11 @@ fn dead_letter(
         })
 }
 
-fn emit_logs(spec: &HandlerSpec, version: &str, msg: Option<&Message>, logs: &[LogLine]) {
-    let (topic, partition, offset) =
-        msg.map_or(("", -1, -1), |m| (m.topic.as_str(), m.partition, m.offset));
+fn emit_logs(spec: &HandlerSpec, version: &str, msg: Option<&MessageView<'_>>, logs: &[LogLine]) {
+    if logs.is_empty() {
+        return;
+    }
+    let (topic, partition, offset) = msg.map_or(("", -1, -1), |m| (m.topic, m.partition, m.offset));
     for line in logs {
         let text = &line.text;
         match level_str(line.level) {
@@ -674,7 +728,8 @@ impl Workers {
                 lanes: Vec::new(),
                 incoming: rx,
                 load: Arc::clone(&load),
-                msg: empty_message(),
+                msg: Message::default(),
+                batch: Batch::new(BURST),
                 router: Arc::clone(&context.router),
                 shutdown: Arc::clone(&context.shutdown),
                 stats: Arc::clone(&context.stats),
@@ -705,18 +760,6 @@ impl Workers {
     }
 }
 
-fn empty_message() -> Message {
-    Message {
-        topic: String::new(),
-        partition: 0,
-        offset: 0,
-        timestamp: None,
-        key: None,
-        value: Vec::new(),
-        headers: Vec::new(),
-    }
-}
-
 /// A lane as a worker holds it, with its topic's route and the counter of
 /// its messages.
 struct Owned {
@@ -732,6 +775,8 @@ struct Worker {
     load: Arc<AtomicUsize>,
     /// The message buffer, reused for every message.
     msg: Message,
+    /// The messages taken from a lane's queue in one read.
+    batch: Batch,
     router: Arc<Router>,
     shutdown: Arc<Shutdown>,
     stats: Arc<Stats>,
@@ -774,46 +819,51 @@ impl Worker {
             let mut index = 0;
             while index < self.lanes.len() {
                 let mut next = Next::More;
-                for _ in 0..BURST {
+                let owned = &self.lanes[index];
+                if self.shutdown.stopping() || self.quit.load(Ordering::Relaxed) {
                     // After a stop (a fatal error included) nothing more is
                     // begun, so nothing past a failed message is handled.
-                    if self.stopping() {
-                        next = Next::Stop;
-                        break;
-                    }
-                    if self.lanes[index].lane.track.is_revoked() {
-                        next = Next::Drop;
-                        break;
-                    }
-                    let owned = &self.lanes[index];
-                    let polled = owned.lane.queue.poll(Duration::ZERO);
-                    next = match polled {
-                        None => break,
-                        Some(Ok(message)) => {
-                            handled += 1;
-                            take(
-                                &mut self.set,
-                                &mut self.msg,
-                                owned,
-                                &message,
-                                &self.stats,
-                                &self.budget,
-                                &self.shutdown,
-                            )
+                    next = Next::Stop;
+                } else if owned.lane.track.is_revoked() {
+                    next = Next::Drop;
+                } else if owned.lane.queue.poll(&mut self.batch) > 0 {
+                    while let Some(message) = self.batch.next_message() {
+                        if self.shutdown.stopping() || self.quit.load(Ordering::Relaxed) {
+                            next = Next::Stop;
+                        } else if owned.lane.track.is_revoked() {
+                            next = Next::Drop;
+                        } else {
+                            next = match message.error() {
+                                None => {
+                                    handled += 1;
+                                    take(
+                                        &mut self.set,
+                                        &mut self.msg,
+                                        owned,
+                                        &message,
+                                        &self.stats,
+                                        &self.budget,
+                                        &self.shutdown,
+                                    )
+                                }
+                                Some(KafkaError::PartitionEOF(_)) if owned.lane.end.is_some() => {
+                                    // At the end of the log, which is at or
+                                    // past the range's end.
+                                    Next::Drop
+                                }
+                                Some(error) => {
+                                    tracing::warn!(topic = %owned.lane.track.topic(), partition = owned.lane.track.partition(), %error, "kafka consumer error");
+                                    Next::More
+                                }
+                            };
                         }
-                        Some(Err(KafkaError::PartitionEOF(_))) if owned.lane.end.is_some() => {
-                            // At the end of the log, which is at or past the
-                            // range's end.
-                            Next::Drop
+                        if !matches!(next, Next::More) {
+                            break;
                         }
-                        Some(Err(error)) => {
-                            tracing::warn!(topic = %owned.lane.track.topic(), partition = owned.lane.track.partition(), %error, "kafka consumer error");
-                            Next::More
-                        }
-                    };
-                    if !matches!(next, Next::More) {
-                        break;
                     }
+                    // What is left of the batch after a stop, a revoke or
+                    // the range's end is not handled (nor committed).
+                    self.batch.clear();
                 }
                 if handled > 0 {
                     self.set.flush();
@@ -846,7 +896,7 @@ fn take(
     set: &mut HandlerSet,
     msg: &mut Message,
     owned: &Owned,
-    message: &BorrowedMessage<'_>,
+    message: &RawMessage<'_>,
     stats: &Stats,
     budget: &InflightBudget,
     shutdown: &Shutdown,
@@ -883,21 +933,32 @@ fn take(
         stats.metrics.message_unrouted(topic);
         drop(ack);
     } else {
-        fill(msg, owned.lane.track.topic(), message, payload);
-        set.handle(msg, &owned.route, ack);
+        let mut names = Vec::new();
+        message.headers(&mut names);
+        let headers: Vec<HeaderParam<'_>> = names
+            .iter()
+            .map(|(name, value)| HeaderParam {
+                name,
+                value: *value,
+            })
+            .collect();
+        let view = MessageView {
+            topic,
+            partition: message.partition(),
+            offset,
+            timestamp: timestamp(message.timestamp()),
+            key: message.key(),
+            value: payload,
+            headers: &headers,
+        };
+        set.handle(&view, msg, &owned.route, ack);
     }
     if past_end { Next::Drop } else { Next::More }
 }
 
-/// Copy `message` into the reused buffer `msg`.
-fn fill(msg: &mut Message, topic: &str, message: &BorrowedMessage<'_>, payload: &[u8]) {
-    if msg.topic != topic {
-        msg.topic.clear();
-        msg.topic.push_str(topic);
-    }
-    msg.partition = message.partition();
-    msg.offset = message.offset();
-    msg.timestamp = match message.timestamp() {
+/// A librdkafka timestamp as the handler sees it.
+fn timestamp(timestamp: rdkafka::Timestamp) -> Option<Timestamp> {
+    match timestamp {
         rdkafka::Timestamp::NotAvailable => None,
         rdkafka::Timestamp::CreateTime(millis) => Some(Timestamp {
             millis,
@@ -907,23 +968,6 @@ fn fill(msg: &mut Message, topic: &str, message: &BorrowedMessage<'_>, payload: 
             millis,
             kind: TimestampKind::LogAppendTime,
         }),
-    };
-    match (message.key(), &mut msg.key) {
-        (Some(key), Some(buffer)) => {
-            buffer.clear();
-            buffer.extend_from_slice(key);
-        }
-        (Some(key), slot) => *slot = Some(key.to_vec()),
-        (None, slot) => *slot = None,
-    }
-    msg.value.clear();
-    msg.value.extend_from_slice(payload);
-    msg.headers.clear();
-    if let Some(headers) = message.headers() {
-        msg.headers.extend(headers.iter().map(|h| Header {
-            name: h.key.to_owned(),
-            value: h.value.map(<[u8]>::to_vec),
-        }));
     }
 }
 

@@ -2,6 +2,7 @@
 //! stdout/stderr. Both are captured per message under one cap, so a noisy or
 //! hostile handler cannot flood the host's log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -177,6 +178,9 @@ struct Captured {
 pub(crate) struct CapturedOutput {
     cap: usize,
     inner: Arc<Mutex<Captured>>,
+    /// Set by every write: most calls write nothing, and then `take` does
+    /// not lock.
+    written: Arc<AtomicBool>,
 }
 
 impl CapturedOutput {
@@ -184,10 +188,14 @@ impl CapturedOutput {
         CapturedOutput {
             cap,
             inner: Arc::default(),
+            written: Arc::default(),
         }
     }
 
     fn take(&self) -> (Vec<u8>, bool) {
+        if !self.written.swap(false, Ordering::Acquire) {
+            return (Vec::new(), false);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let taken = std::mem::take(&mut *inner);
         (taken.bytes, taken.overflow)
@@ -202,6 +210,7 @@ impl CapturedOutput {
         inner
             .bytes
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.written.store(true, Ordering::Release);
     }
 }
 

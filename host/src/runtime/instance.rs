@@ -13,7 +13,7 @@ use super::clock::{CallClock, ClockView};
 use super::guest_log::{GuestLog, LogLine, LogSource, clean};
 use super::limits::Limiter;
 use super::{EPOCH_TICK, HandlerCode};
-use crate::bindings::{self, Action, HandlerError, Level, Message};
+use crate::bindings::{self, Action, HandlerError, Level, Message, MessageView};
 use crate::state::{CallState, HandlerState, StateFailure, Writes};
 
 /// Time `init` may take: runtimes such as CPython or a JS engine start up in
@@ -280,7 +280,11 @@ impl HandlerInstance {
                 );
             }
         };
-        let result = handler.call_init(&mut store, params);
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let result = handler.call_init(&mut store, &params);
         let (logs, _) = store.data_mut().log.take();
         let outcome = match result {
             Ok(Ok(())) if store.data().clock.was_cut_short() => Err(HandlerFailure::new(
@@ -310,6 +314,11 @@ impl HandlerInstance {
 
     /// Run `handle` on one message under the version's limits.
     pub fn handle(&mut self, msg: &Message) -> CallReport {
+        msg.with_view(|view| self.handle_view(view))
+    }
+
+    /// [`handle`](Self::handle) on a borrowed message.
+    pub fn handle_view(&mut self, msg: &MessageView<'_>) -> CallReport {
         let timeout = self.code.limits().timeout();
         self.handle_within(msg, Instant::now(), timeout)
     }
@@ -318,7 +327,12 @@ impl HandlerInstance {
     /// `started` (read by the caller, so the clock is read twice per call:
     /// here at the end, and there). The report's `elapsed` counts from
     /// `started`.
-    fn handle_within(&mut self, msg: &Message, started: Instant, budget: Duration) -> CallReport {
+    fn handle_within(
+        &mut self,
+        msg: &MessageView<'_>,
+        started: Instant,
+        budget: Duration,
+    ) -> CallReport {
         let code = Arc::clone(&self.code);
         let limits = code.limits();
         self.store.set_epoch_deadline(ticks(budget));
@@ -337,7 +351,7 @@ impl HandlerInstance {
         // guest code running on after it is stopped by the epoch too.
         state.clock.start_call(started + budget + EPOCH_TICK);
 
-        let result = self.handler.call_handle(&mut self.store, msg);
+        let result = self.handler.call_handle(&mut self.store, msg.clone());
         let elapsed = started.elapsed();
 
         let fuel_used = limits
@@ -388,7 +402,7 @@ impl HandlerInstance {
 
 /// The time a message's state writes expire from: its timestamp, or the
 /// host's clock for a message without one.
-fn message_time(msg: &Message) -> i64 {
+fn message_time(msg: &MessageView<'_>) -> i64 {
     msg.timestamp.as_ref().map_or_else(
         || {
             std::time::SystemTime::now()
@@ -461,6 +475,11 @@ impl LiveHandler {
     /// report. The whole call, waiting for a replacement included, stays
     /// within the message's time limit.
     pub fn handle(&mut self, msg: &Message) -> CallReport {
+        msg.with_view(|view| self.handle_view(view))
+    }
+
+    /// [`handle`](Self::handle) on a borrowed message.
+    pub fn handle_view(&mut self, msg: &MessageView<'_>) -> CallReport {
         let timeout = self.code.limits().timeout();
         let started = Instant::now();
         let mut init_logs = Vec::new();
