@@ -183,7 +183,7 @@ fn default_retries() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Worker threads running handlers (default: the number of CPUs). A
-    /// partition always goes to the same worker, so its order is kept.
+    /// partition is handled by one worker at a time, so its order is kept.
     pub workers: Option<usize>,
     /// Directory of the compiled-component cache (default as for `--cache-dir`).
     pub cache_dir: Option<PathBuf>,

@@ -21,10 +21,12 @@
 //! Concurrency model:
 //! - one consumer thread (the source) serves rebalances, errors and
 //!   commits; it reads no message itself;
-//! - worker threads (`runtime.workers`) each own whole partitions: a worker
-//!   polls its partitions' queues directly, so there is no handoff between
-//!   threads per message and each partition is handled in order; wasm calls
-//!   are plain blocking calls on these threads;
+//! - worker threads (`runtime.workers`) take partitions with messages from
+//!   a shared pool, one batch (up to 64 messages) at a time, and read each
+//!   batch from the partition's queue themselves: no handoff between threads
+//!   per message, one worker at a time per partition (so each is handled in
+//!   order), and no worker idle while another has two busy partitions;
+//!   wasm calls are plain blocking calls on these threads;
 //! - each file sink has a syncer thread (group fsync), each Kafka sink
 //!   librdkafka's threads (delivery reports drop tokens);
 //! - per message, only the partition's own commit track is locked (by its

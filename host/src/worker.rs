@@ -1,18 +1,19 @@
-//! Handler workers. Each worker thread owns some partitions (their
-//! [`Lane`]s) and polls their queues itself: no handoff between threads per
-//! message, one in-order lane per partition. For each message it takes a
+//! Handler workers. Each partition is a [`Lane`]; an idle worker takes the
+//! next lane with messages from a shared pool, reads a batch from its queue
+//! itself (no handoff between threads per message), handles it and gives
+//! the lane back, so one worker at a time handles a partition, in order,
+//! and busy partitions spread over all workers. For each message it takes a
 //! token from the partition's track, runs every handler the router gives
 //! the topic, hands each action to its sink with a clone of the token, and
 //! applies the handler's error policy to failures (a sink refusing the
 //! handler's output is one). A message is done when the worker and every
 //! sink have dropped their clones.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::thread::{JoinHandle, Thread};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -663,28 +664,8 @@ fn emit_logs(spec: &HandlerSpec, version: &str, msg: Option<&MessageView<'_>>, l
 #[derive(Debug)]
 pub struct Workers {
     threads: Vec<JoinHandle<()>>,
+    pool: Arc<Pool>,
     quit: Arc<AtomicBool>,
-}
-
-/// Where lanes go: the worker with the fewest.
-struct Dispatch {
-    workers: Vec<(Sender<Lane>, Thread, Arc<AtomicUsize>)>,
-}
-
-impl Dispatch {
-    fn take(&self, lane: Lane) {
-        let Some((tx, thread, load)) = self
-            .workers
-            .iter()
-            .min_by_key(|(_, _, load)| load.load(Ordering::Relaxed))
-        else {
-            return;
-        };
-        load.fetch_add(1, Ordering::Relaxed);
-        // A worker only ends after the source stopped handing out lanes.
-        let _ = tx.send(lane);
-        thread.unpark();
-    }
 }
 
 /// What every worker shares.
@@ -709,10 +690,8 @@ impl Workers {
     /// Returns them and the taker the source hands lanes to.
     pub fn start(count: usize, context: &WorkerContext) -> anyhow::Result<(Self, LaneTaker)> {
         let quit = Arc::new(AtomicBool::new(false));
+        let pool = Arc::new(Pool::default());
         let mut threads = Vec::with_capacity(count);
-        let mut dispatch = Dispatch {
-            workers: Vec::with_capacity(count),
-        };
         for index in 0..count {
             let set = HandlerSet::new(
                 Arc::clone(&context.handlers),
@@ -721,16 +700,11 @@ impl Workers {
                 Arc::clone(&context.stats),
                 index == 0,
             )?;
-            let (tx, rx) = channel();
-            let load = Arc::new(AtomicUsize::new(0));
             let worker = Worker {
                 set,
-                lanes: Vec::new(),
-                incoming: rx,
-                load: Arc::clone(&load),
+                pool: Arc::clone(&pool),
                 msg: Message::default(),
                 batch: Batch::new(BURST),
-                router: Arc::clone(&context.router),
                 shutdown: Arc::clone(&context.shutdown),
                 stats: Arc::clone(&context.stats),
                 budget: Arc::clone(&context.budget),
@@ -740,44 +714,199 @@ impl Workers {
                 .name(format!("alerthost-worker-{index}"))
                 .spawn(move || worker.run())
                 .context("cannot start a worker thread")?;
-            dispatch.workers.push((tx, thread.thread().clone(), load));
             threads.push(thread);
         }
-        let taker: LaneTaker = Box::new(move |lane| dispatch.take(lane));
-        Ok((Workers { threads, quit }, taker))
+        let taker: LaneTaker = {
+            let pool = Arc::clone(&pool);
+            let router = Arc::clone(&context.router);
+            let stats = Arc::clone(&context.stats);
+            Box::new(move |lane| pool.add(lane, &router, &stats))
+        };
+        Ok((
+            Workers {
+                threads,
+                pool,
+                quit,
+            },
+            taker,
+        ))
     }
 
     /// Stop the workers after the message each is on (messages not begun
-    /// are left to the next run) and wait for them.
+    /// are left to the next run), wait for them, and close the lanes.
     pub fn finish(self) {
         self.quit.store(true, Ordering::SeqCst);
-        for thread in &self.threads {
-            thread.thread().unpark();
-        }
+        self.pool.wake.notify_all();
         for thread in self.threads {
             let _ = thread.join();
         }
+        drop(self.pool.drain());
     }
 }
 
-/// A lane as a worker holds it, with its topic's route and the counter of
+/// A lane as the workers hold it, with its topic's route and the counter of
 /// its messages.
 struct Owned {
+    /// The pool's name for it.
+    id: u64,
     lane: Lane,
     route: Route,
     consumed: prometheus::IntCounter,
 }
 
+/// The lanes waiting for a worker. Any idle worker takes the next lane with
+/// messages, handles one batch of it and gives it back, so the work spreads
+/// over the workers whatever the partitions' rates (a worker never sits
+/// idle while another has two busy partitions). A lane is in exactly one
+/// place: held by the worker handling it (so a partition is handled in
+/// order, by one worker at a time), `ready` (it may have messages), or
+/// `parked` (its queue was empty; its queue's callback makes it ready).
+///
+/// The lock is taken twice per batch (64 messages), never per message, and
+/// never while calling librdkafka: librdkafka runs the queue callback with
+/// the queue's lock held, and the callback takes this one.
+#[derive(Default)]
+struct Pool {
+    state: Mutex<PoolState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    ready: VecDeque<Owned>,
+    parked: HashMap<u64, Owned>,
+    /// Lanes whose queue's callback rang while a worker held them.
+    rung: HashSet<u64>,
+    next_id: u64,
+    /// When every parked lane was last made ready.
+    swept: Option<Instant>,
+}
+
+impl PoolState {
+    /// Make every parked lane ready: the fallback for a wake-up that never
+    /// came (a queue's callback is cleared when an older handle of the same
+    /// partition is closed), and how parked revoked lanes are seen.
+    fn sweep(&mut self, now: Instant) {
+        self.swept = Some(now);
+        let parked: Vec<Owned> = self.parked.drain().map(|(_, owned)| owned).collect();
+        self.ready.extend(parked);
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Pool")
+            .field("ready", &state.ready.len())
+            .field("parked", &state.parked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new lane from the source: ready at once.
+    fn add(self: &Arc<Self>, mut lane: Lane, router: &Router, stats: &Stats) {
+        let id = {
+            let mut state = self.lock();
+            state.next_id += 1;
+            state.next_id
+        };
+        let pool = Arc::downgrade(self);
+        lane.queue.set_nonempty_callback(move || {
+            if let Some(pool) = pool.upgrade() {
+                pool.ring(id);
+            }
+        });
+        let route = router.route(lane.track.topic());
+        let consumed = stats
+            .metrics
+            .consumed_counter(lane.track.topic(), lane.track.partition());
+        self.lock().ready.push_back(Owned {
+            id,
+            lane,
+            route,
+            consumed,
+        });
+        self.wake.notify_one();
+    }
+
+    /// Lane `id`'s queue turned non-empty (on a librdkafka thread).
+    fn ring(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(owned) = state.parked.remove(&id) {
+            state.ready.push_back(owned);
+            drop(state);
+            self.wake.notify_one();
+        } else {
+            state.rung.insert(id);
+        }
+    }
+
+    /// The next ready lane, or `None` when `stopping`. Every parked lane
+    /// is made ready at least every `IDLE`, busy or not (see `sweep`).
+    fn next(&self, stopping: impl Fn() -> bool) -> Option<Owned> {
+        let mut state = self.lock();
+        loop {
+            if stopping() {
+                return None;
+            }
+            let now = Instant::now();
+            if !state.parked.is_empty()
+                && state.swept.is_none_or(|swept| now.duration_since(swept) >= IDLE)
+            {
+                state.sweep(now);
+            }
+            if let Some(owned) = state.ready.pop_front() {
+                return Some(owned);
+            }
+            state = self
+                .wake
+                .wait_timeout(state, IDLE)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Give back a lane after a batch: ready again when it may have more
+    /// (a full batch, or its callback rang meanwhile), parked otherwise.
+    fn give_back(&self, owned: Owned, drained: bool) {
+        let mut state = self.lock();
+        let rung = state.rung.remove(&owned.id);
+        if drained && !rung {
+            state.parked.insert(owned.id, owned);
+        } else {
+            state.ready.push_back(owned);
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// A lane is dropped for good (revoked, or its range is read).
+    fn forget(&self, id: u64) {
+        self.lock().rung.remove(&id);
+    }
+
+    /// Every lane left, for the caller to drop (outside the lock).
+    fn drain(&self) -> Vec<Owned> {
+        let mut state = self.lock();
+        let mut lanes: Vec<Owned> = state.ready.drain(..).collect();
+        lanes.extend(state.parked.drain().map(|(_, owned)| owned));
+        state.rung.clear();
+        lanes
+    }
+}
+
 struct Worker {
     set: HandlerSet,
-    lanes: Vec<Owned>,
-    incoming: Receiver<Lane>,
-    load: Arc<AtomicUsize>,
-    /// The message buffer, reused for every message.
+    pool: Arc<Pool>,
+    /// The message buffer, reused for every message that must be copied.
     msg: Message,
     /// The messages taken from a lane's queue in one read.
     batch: Batch,
-    router: Arc<Router>,
     shutdown: Arc<Shutdown>,
     stats: Arc<Stats>,
     budget: Arc<InflightBudget>,
@@ -799,95 +928,92 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let me = std::thread::current();
-        'outer: while !self.stopping() {
-            while let Ok(mut lane) = self.incoming.try_recv() {
-                let waker = me.clone();
-                lane.queue.set_nonempty_callback(move || waker.unpark());
-                let route = self.router.route(lane.track.topic());
-                let consumed = self
-                    .stats
-                    .metrics
-                    .consumed_counter(lane.track.topic(), lane.track.partition());
-                self.lanes.push(Owned {
-                    lane,
-                    route,
-                    consumed,
-                });
-            }
-            let mut handled = 0;
-            let mut index = 0;
-            while index < self.lanes.len() {
-                let mut next = Next::More;
-                let owned = &self.lanes[index];
-                if self.shutdown.stopping() || self.quit.load(Ordering::Relaxed) {
-                    // After a stop (a fatal error included) nothing more is
-                    // begun, so nothing past a failed message is handled.
-                    next = Next::Stop;
-                } else if owned.lane.track.is_revoked() {
-                    next = Next::Drop;
-                } else if owned.lane.queue.poll(&mut self.batch) > 0 {
-                    while let Some(message) = self.batch.next_message() {
-                        if self.shutdown.stopping() || self.quit.load(Ordering::Relaxed) {
-                            next = Next::Stop;
-                        } else if owned.lane.track.is_revoked() {
-                            next = Next::Drop;
-                        } else {
-                            next = match message.error() {
-                                None => {
-                                    handled += 1;
-                                    take(
-                                        &mut self.set,
-                                        &mut self.msg,
-                                        owned,
-                                        &message,
-                                        &self.stats,
-                                        &self.budget,
-                                        &self.shutdown,
-                                    )
-                                }
-                                Some(KafkaError::PartitionEOF(_)) if owned.lane.end.is_some() => {
-                                    // At the end of the log, which is at or
-                                    // past the range's end.
-                                    Next::Drop
-                                }
-                                Some(error) => {
-                                    tracing::warn!(topic = %owned.lane.track.topic(), partition = owned.lane.track.partition(), %error, "kafka consumer error");
-                                    Next::More
-                                }
-                            };
-                        }
-                        if !matches!(next, Next::More) {
-                            break;
-                        }
-                    }
-                    // What is left of the batch after a stop, a revoke or
-                    // the range's end is not handled (nor committed).
-                    self.batch.clear();
-                }
-                if handled > 0 {
-                    self.set.flush();
-                }
-                match next {
-                    Next::More => index += 1,
-                    Next::Drop => {
-                        let owned = self.lanes.swap_remove(index);
-                        self.load.fetch_sub(1, Ordering::Relaxed);
-                        if owned.lane.end.is_some() && !owned.lane.track.is_revoked() {
-                            owned.lane.finish();
-                        }
-                    }
-                    Next::Stop => break 'outer,
-                }
+        loop {
+            let next = {
+                let (shutdown, quit) = (&self.shutdown, &self.quit);
+                self.pool
+                    .next(|| shutdown.stopping() || quit.load(Ordering::Relaxed))
+            };
+            let Some(owned) = next else {
                 if self.stopping() {
-                    break 'outer;
+                    break;
                 }
-            }
-            if handled == 0 {
-                std::thread::park_timeout(IDLE);
+                continue;
+            };
+            let (next, drained) = self.serve(&owned);
+            match next {
+                Next::More => self.pool.give_back(owned, drained),
+                Next::Drop => {
+                    self.pool.forget(owned.id);
+                    if owned.lane.end.is_some() && !owned.lane.track.is_revoked() {
+                        owned.lane.finish();
+                    }
+                }
+                Next::Stop => {
+                    // Kept for `Workers::finish` to close.
+                    self.pool.give_back(owned, false);
+                    break;
+                }
             }
         }
         self.set.flush();
+    }
+
+    /// Handle one batch of `owned`'s messages; also says whether its queue
+    /// was left empty.
+    fn serve(&mut self, owned: &Owned) -> (Next, bool) {
+        if self.stopping() {
+            // After a stop (a fatal error included) nothing more is begun,
+            // so nothing past a failed message is handled.
+            return (Next::Stop, false);
+        }
+        if owned.lane.track.is_revoked() {
+            return (Next::Drop, false);
+        }
+        let taken = owned.lane.queue.poll(&mut self.batch);
+        let mut next = Next::More;
+        let mut handled = 0;
+        while let Some(message) = self.batch.next_message() {
+            if self.shutdown.stopping() || self.quit.load(Ordering::Relaxed) {
+                next = Next::Stop;
+            } else if owned.lane.track.is_revoked() {
+                next = Next::Drop;
+            } else {
+                next = match message.error() {
+                    None => {
+                        handled += 1;
+                        take(
+                            &mut self.set,
+                            &mut self.msg,
+                            owned,
+                            &message,
+                            &self.stats,
+                            &self.budget,
+                            &self.shutdown,
+                        )
+                    }
+                    Some(KafkaError::PartitionEOF(_)) if owned.lane.end.is_some() => {
+                        // At the end of the log, which is at or past the
+                        // range's end.
+                        Next::Drop
+                    }
+                    Some(error) => {
+                        tracing::warn!(topic = %owned.lane.track.topic(), partition = owned.lane.track.partition(), %error, "kafka consumer error");
+                        Next::More
+                    }
+                };
+            }
+            if !matches!(next, Next::More) {
+                break;
+            }
+        }
+        // What is left of the batch after a stop, a revoke or the range's
+        // end is not handled (nor committed).
+        self.batch.clear();
+        if handled > 0 {
+            self.set.flush();
+        }
+        (next, taken < BURST)
     }
 }
 
