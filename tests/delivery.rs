@@ -2184,3 +2184,75 @@ fn handler_sees_each_message_exactly_as_produced() {
         assert_eq!(got.get(path), Some(want), "{}", path.display());
     }
 }
+
+/// Partitions are not tied to a worker: with two workers and three
+/// partitions, a handler blocked on one partition (a guest sleeping until
+/// its 25 s time limit) holds back only that partition. Messages produced
+/// to the other two while it is blocked are handled by the free worker,
+/// whichever worker each partition was first given to (with partitions
+/// pinned to workers, the worker holding the blocked partition also held
+/// one of the others, whose messages waited for the time limit).
+#[test]
+fn a_blocked_partition_holds_back_no_other() {
+    let kafka = require_kafka!();
+    let (topic, group) = (random_topic(), random_group());
+    kafka.create_topic(&topic, 3);
+    let first = kafka.produce(
+        &topic,
+        &[
+            Outgoing::new(0, "first"),
+            Outgoing::new(0, "sleep"),
+            Outgoing::new(0, "after"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}[runtime]\nworkers = 2\n",
+            source(&kafka, &[&topic], Some(&group), ""),
+            file_sink("files", &saved),
+            handler(
+                "sleepy",
+                &guest("sleepy"),
+                &[&topic],
+                "save_to = \"files\"\non_error = \"skip\"\nlimits = { timeout_ms = 25000 }"
+            ),
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    // The message after `first` is the one that blocks.
+    host.wait_until("partition 0 to reach its blocking message", SETTLE, || {
+        saved_offsets(&saved, &topic).contains(&(0, first[0]))
+    });
+    let messages: Vec<Outgoing> = (0..20)
+        .map(|i| Outgoing::new(1 + i % 2, format!("m{i}")))
+        .collect();
+    let offsets = kafka.produce(&topic, &messages);
+    let others: BTreeSet<(i32, i64)> = messages
+        .iter()
+        .zip(&offsets)
+        .map(|(m, &offset)| (m.partition, offset))
+        .collect();
+    host.wait_until(
+        "partitions 1 and 2 to be handled while partition 0 is blocked",
+        SETTLE,
+        || {
+            let saved = saved_offsets(&saved, &topic);
+            others.iter().all(|m| saved.contains(m))
+        },
+    );
+    assert!(
+        !saved_offsets(&saved, &topic).contains(&(0, first[2])),
+        "partition 0 went on before its blocked message timed out"
+    );
+    // Then the blocked message times out, is skipped, and partition 0 goes
+    // on.
+    host.wait_until(
+        "partition 0 to go on after the time limit",
+        Duration::from_secs(60),
+        || saved_offsets(&saved, &topic).contains(&(0, first[2])),
+    );
+    host.stop_cleanly();
+}

@@ -856,7 +856,9 @@ impl Pool {
             }
             let now = Instant::now();
             if !state.parked.is_empty()
-                && state.swept.is_none_or(|swept| now.duration_since(swept) >= IDLE)
+                && state
+                    .swept
+                    .is_none_or(|swept| now.duration_since(swept) >= IDLE)
             {
                 state.sweep(now);
             }
