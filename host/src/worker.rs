@@ -780,6 +780,9 @@ struct PoolState {
     next_id: u64,
     /// When every parked lane was last made ready.
     swept: Option<Instant>,
+    /// Workers waiting for a lane: only then is one woken (a wake-up is a
+    /// system call, even with nobody waiting).
+    waiting: usize,
 }
 
 impl PoolState {
@@ -825,13 +828,23 @@ impl Pool {
         let consumed = stats
             .metrics
             .consumed_counter(lane.track.topic(), lane.track.partition());
-        self.lock().ready.push_back(Owned {
+        let mut state = self.lock();
+        state.ready.push_back(Owned {
             id,
             lane,
             route,
             consumed,
         });
-        self.wake.notify_one();
+        self.wake_one(state);
+    }
+
+    /// Wake a waiting worker, if any, for a lane just made ready.
+    fn wake_one(&self, state: MutexGuard<'_, PoolState>) {
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.wake.notify_one();
+        }
     }
 
     /// Lane `id`'s queue turned non-empty (on a librdkafka thread).
@@ -839,8 +852,7 @@ impl Pool {
         let mut state = self.lock();
         if let Some(owned) = state.parked.remove(&id) {
             state.ready.push_back(owned);
-            drop(state);
-            self.wake.notify_one();
+            self.wake_one(state);
         } else {
             state.rung.insert(id);
         }
@@ -865,11 +877,13 @@ impl Pool {
             if let Some(owned) = state.ready.pop_front() {
                 return Some(owned);
             }
+            state.waiting += 1;
             state = self
                 .wake
                 .wait_timeout(state, IDLE)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            state.waiting -= 1;
         }
     }
 
@@ -882,8 +896,7 @@ impl Pool {
             state.parked.insert(owned.id, owned);
         } else {
             state.ready.push_back(owned);
-            drop(state);
-            self.wake.notify_one();
+            self.wake_one(state);
         }
     }
 
