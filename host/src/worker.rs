@@ -154,9 +154,11 @@ impl HandlerSet {
         })
     }
 
-    /// Run every handler of `route` on `msg`; `ack` is dropped when the
-    /// worker's part is done (sinks keep clones until theirs is), or failed
-    /// when a handler's policy or a sink halts the host.
+    /// Run every handler of `route` on `msg` (borrowed; copied into
+    /// `scratch` only when a decision has an action or fails); `ack` is
+    /// dropped when the worker's part is done (sinks keep clones until
+    /// theirs is), or failed when a handler's policy or a sink halts the
+    /// host.
     pub fn handle(
         &mut self,
         msg: &MessageView<'_>,
