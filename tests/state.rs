@@ -743,3 +743,84 @@ fn after_a_hot_swap_the_new_version_sees_the_old_versions_state() {
         "the last output came from the new version"
     );
 }
+
+/// Every entry of a directory (and the directory) made immutable with
+/// chattr(1), so that writes to its open files fail, even as root; mutable
+/// again when dropped (a failed test leaves no directory it cannot delete).
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    fn new(dir: &Path) -> Self {
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()));
+        chattr("+i", &paths);
+        Immutable(paths)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        chattr("-i", &self.0);
+    }
+}
+
+fn chattr(flag: &str, paths: &[PathBuf]) {
+    let status = std::process::Command::new("chattr")
+        .arg(flag)
+        .args(paths)
+        .status()
+        .expect("cannot run chattr(1)");
+    assert!(status.success(), "chattr {flag} {paths:?} failed");
+}
+
+/// When the state store cannot persist the writes before a commit, the
+/// host halts with an error that names the handler state, and commits
+/// nothing the unpersisted writes belong to; once the store can be written
+/// again, a restart handles those messages again and ends with the outputs
+/// and counts of an uninterrupted run.
+#[test]
+fn a_state_persist_that_fails_halts_the_host_before_the_commit() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("stateful.wasm");
+    std::fs::copy(guest("stateful"), &component).unwrap();
+    let group = random_group();
+    let config = config(&kafka, dir.path(), &component, &topic, &group, false);
+    let events = stream(120);
+    let (first, second) = events.split_at(60);
+    produce(&kafka, &topic, first);
+    let mut host = start_host(&config, &[]);
+    host.wait_until(
+        "the first 60 messages to be committed",
+        Duration::from_secs(60),
+        || kafka.committed_offsets(&group, &topic) == BTreeMap::from([(0, Some(60))]),
+    );
+    let immutable = Immutable::new(&dir.path().join("state"));
+    produce(&kafka, &topic, second);
+    let status = host.wait_exit(Duration::from_secs(60));
+    drop(immutable);
+    assert!(!status.success(), "the host went on: {status}");
+    let stderr = host.stderr();
+    assert!(
+        stderr.contains("handler state:") && stderr.contains("nothing past it is committed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        kafka.committed_offsets(&group, &topic),
+        BTreeMap::from([(0, Some(60))]),
+        "committed past writes that were not persisted"
+    );
+
+    let want = expected(&events);
+    let mut host = start_host(&config, &[]);
+    host.wait_until(
+        "every message to be committed after the restart",
+        Duration::from_secs(60),
+        || kafka.committed_offsets(&group, &topic) == BTreeMap::from([(0, Some(120))]),
+    );
+    host.stop_cleanly();
+    assert_eq!(saved(dir.path()), want);
+    assert_eq!(final_counts(dir.path()), expected_counts(&events));
+}
