@@ -473,3 +473,73 @@ cache_dir = {cache}
     assert_eq!(artifacts(&cache).len(), 1, "{:?}", artifacts(&cache));
     host.stop_cleanly();
 }
+
+/// The `nice` value of a process or thread, from `/proc/<path>/stat`.
+fn nice_of(stat: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // `pid (comm) state ppid ...`: `comm` may hold spaces, so count the
+    // fields after its closing parenthesis; nice is field 19 of the line.
+    let after = &text[text.rfind(')')? + 2..];
+    after.split_whitespace().nth(16)?.parse().ok()
+}
+
+/// The compiling children of this process, by their command line.
+fn compiler_children() -> Vec<PathBuf> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
+            let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+            let compiles = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == alerthost::runtime::COMPILE_COMMAND.as_bytes());
+            (ppid == me && compiles).then_some(dir)
+        })
+        .collect()
+}
+
+/// Compiling competes with the workers only for the CPU they leave: the
+/// compiler process and every one of its threads run `COMPILE_NICE` nicer
+/// than the host.
+#[test]
+fn the_compiler_process_runs_at_a_lower_priority_than_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = bounded_runtime(&dir.path().join("cache"));
+    let host_nice = nice_of(Path::new("/proc/thread-self/stat")).unwrap();
+    let seen = std::thread::scope(|scope| {
+        let compiling = scope.spawn(|| {
+            runtime
+                .load_bytes(
+                    &component_with_functions(1, 64, 100_000),
+                    &Limits::default(),
+                )
+                .map(|_| ())
+        });
+        let mut seen = Vec::new();
+        while !compiling.is_finished() && seen.is_empty() {
+            for child in compiler_children() {
+                // Its compiler threads start after it lowers its priority:
+                // wait for them, then read every thread's.
+                std::thread::sleep(Duration::from_millis(300));
+                let threads: Vec<i64> = std::fs::read_dir(child.join("task"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| nice_of(&t.ok()?.path().join("stat")))
+                    .collect();
+                seen.extend(threads);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        compiling.join().unwrap().unwrap();
+        seen
+    });
+    assert!(!seen.is_empty(), "no compiler process was seen");
+    let want = (host_nice + i64::from(alerthost::runtime::COMPILE_NICE)).min(19);
+    assert!(
+        seen.iter().all(|nice| *nice == want),
+        "compiler threads' nice values {seen:?}, want {want}"
+    );
+}

@@ -4,7 +4,9 @@
 //!
 //! The child limits itself before it reads a byte of the component: its
 //! address space (`RLIMIT_AS`, `limits.max_compile_mib`) and its CPU time
-//! (`RLIMIT_CPU`, a backstop should the host die), and it dies with the host
+//! (`RLIMIT_CPU`, a backstop should the host die), it runs at a lower
+//! priority than the host ([`COMPILE_NICE`]), so a hot swap's compilation
+//! takes only the CPU the workers leave, and it dies with the host
 //! (`PR_SET_PDEATHSIG`). The host kills it at `limits.max_compile_ms` of wall
 //! time and reads its output with a bound. So a component that is costly to
 //! compile (thousands of large functions, deep nesting) exhausts the child,
@@ -28,6 +30,9 @@ use crate::cli::CompileArgs;
 
 /// The hidden command of the `alerthost` binary that compiles a component.
 pub const COMPILE_COMMAND: &str = "compile-component";
+
+/// How much nicer than the host the compiling child runs.
+pub const COMPILE_NICE: i32 = 10;
 
 /// Exit status of the child when the component is not valid WebAssembly
 /// (its error is on stderr), as opposed to a crash or a limit.
@@ -297,7 +302,16 @@ pub fn compile_child(args: &CompileArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn limit_this_process(args: &CompileArgs) -> anyhow::Result<()> {
-    use rustix::process::{Resource, Rlimit, Signal, set_parent_process_death_signal, setrlimit};
+    use rustix::process::{
+        Resource, Rlimit, Signal, getpriority_process, set_parent_process_death_signal,
+        setpriority_process, setrlimit,
+    };
+    // Compiling for a hot swap competes with the workers handling messages:
+    // the compiler yields the CPU to them (its threads, started later,
+    // inherit the lower priority).
+    let nice = getpriority_process(None).context("cannot read the compiler's priority")?;
+    setpriority_process(None, nice.saturating_add(COMPILE_NICE).min(19))
+        .context("cannot lower the compiler's priority")?;
     // Orphaned, it would compile for nobody.
     set_parent_process_death_signal(Some(Signal::KILL))
         .context("cannot tie the compiler process to its host")?;

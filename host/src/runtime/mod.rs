@@ -44,7 +44,7 @@ use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::ArtifactCache;
-pub use compile::{COMPILE_COMMAND, Compiler, compile_child};
+pub use compile::{COMPILE_COMMAND, COMPILE_NICE, Compiler, compile_child};
 pub use guest_log::{LogLine, LogSource, level_str};
 pub use instance::{
     CallReport, FailureKind, HandlerFailure, HandlerInstance, INIT_TIMEOUT, LiveHandler,
