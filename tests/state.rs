@@ -824,3 +824,69 @@ fn a_state_persist_that_fails_halts_the_host_before_the_commit() {
     assert_eq!(saved(dir.path()), want);
     assert_eq!(final_counts(dir.path()), expected_counts(&events));
 }
+
+/// Calls under way at once on two workers (two partitions) share the
+/// limits: a call that grows the state holds that room until its writes
+/// are applied or dropped, so a call on another worker cannot take the same
+/// last room. Without it, each call saw only the applied state and both
+/// passed, ending over `max_keys`.
+#[test]
+fn calls_under_way_on_two_workers_cannot_both_take_the_last_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let limits = StateLimits {
+        max_key_bytes: 16,
+        max_value_kib: 4,
+        max_keys: 1,
+        max_total_mib: 1,
+    };
+    let state = store.handler("stateful", limits).unwrap();
+    let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+    let code = Arc::new(
+        runtime
+            .load_file(
+                &guest("stateful"),
+                &Limits {
+                    timeout_ms: 10_000,
+                    ..Limits::default()
+                },
+            )
+            .unwrap(),
+    );
+    // Two instances of the handler, as two workers have.
+    let start = || {
+        LiveHandler::new(Arc::clone(&code), Vec::new(), Some(Arc::clone(&state)))
+            .unwrap()
+            .0
+    };
+    let (mut first, mut second) = (start(), start());
+    let run = |handler: &mut LiveHandler, partition: i32, offset: i64, value: &str| {
+        let msg = Message {
+            partition,
+            ..message(offset, None, value)
+        };
+        let report = handler.handle(&msg);
+        state.apply(&msg.topic, msg.partition, msg.offset, report.writes);
+        report.outcome
+    };
+    std::thread::scope(|scope| {
+        // Sets `a`, then is still under way for 2 s.
+        let holding = scope.spawn(|| run(&mut first, 0, 0, "hold a 2000"));
+        std::thread::sleep(Duration::from_millis(500));
+        let failure = run(&mut second, 1, 0, "set b x").unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Limit, "{failure}");
+        assert!(
+            failure
+                .text
+                .contains("would make 2 keys, over [handler.state] max_keys = 1"),
+            "{failure}"
+        );
+        holding.join().unwrap().unwrap();
+    });
+    assert_eq!(state.usage().0, 1, "one key, as the limit says");
+    // A call that fails gives its room back.
+    run(&mut first, 0, 1, "del a").unwrap();
+    run(&mut first, 0, 2, "trap a").unwrap_err();
+    run(&mut second, 1, 1, "set c x").unwrap();
+    assert_eq!(state.usage().0, 1);
+}

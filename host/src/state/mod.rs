@@ -150,11 +150,41 @@ fn size_of(key: &str, stored: Option<&Stored>) -> (u64, u64) {
     }
 }
 
-/// The writes of one successful call, not yet applied.
+/// The writes of one successful call, not yet applied. They hold their
+/// call's share of the limits until they are applied or dropped.
 #[derive(Debug, Default)]
 pub struct Writes {
     changes: BTreeMap<String, Option<Stored>>,
     now_ms: i64,
+    reservation: Reservation,
+}
+
+/// Keys and bytes a call's writes add, counted against the handler's limits
+/// while they are not applied yet, so that calls under way on other workers
+/// (other partitions) see them: two calls cannot both take the last room.
+#[derive(Debug, Default)]
+struct Reservation {
+    handler: Option<Arc<HandlerState>>,
+    keys: u64,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Give the room back, with the handler's state locked.
+    fn release(&mut self, inner: &mut Inner) {
+        if self.handler.take().is_some() {
+            inner.reserved_keys = inner.reserved_keys.saturating_sub(self.keys);
+            inner.reserved_bytes = inner.reserved_bytes.saturating_sub(self.bytes);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(handler) = self.handler.clone() {
+            self.release(&mut lock(&handler.inner));
+        }
+    }
 }
 
 impl Writes {
@@ -183,6 +213,10 @@ struct Inner {
     /// not swept yet included.
     keys: u64,
     bytes: u64,
+    /// Keys and bytes the writes of calls not applied yet add (see
+    /// [`Reservation`]).
+    reserved_keys: u64,
+    reserved_bytes: u64,
     /// Persisted watermarks.
     applied: HashMap<TopicPartition, i64>,
     /// Partitions this handler has handled messages of.
@@ -923,8 +957,9 @@ impl HandlerState {
 
     /// Apply the writes of the message at `offset` of `topic[partition]`,
     /// which the handler completed: later messages read them.
-    pub fn apply(&self, topic: &str, partition: i32, offset: i64, writes: Writes) {
+    pub fn apply(&self, topic: &str, partition: i32, offset: i64, mut writes: Writes) {
         let mut inner = lock(&self.inner);
+        writes.reservation.release(&mut inner);
         let tp: TopicPartition = (Arc::from(topic), partition);
         inner.latest_ms = Some(
             inner
@@ -937,7 +972,7 @@ impl HandlerState {
         }
         let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst);
         let mut changes = Vec::with_capacity(writes.changes.len());
-        for (key, new) in writes.changes {
+        for (key, new) in std::mem::take(&mut writes.changes) {
             // A read error here leaves the counters as they were; the store
             // error surfaces on the next read or persist.
             if let Ok(old) = self.lookup(&inner, &key) {
@@ -1033,6 +1068,8 @@ pub struct CallState {
     /// Change of the key count and bytes the buffer makes to the view.
     keys_delta: i64,
     bytes_delta: i64,
+    /// What of it is reserved in the handler's state (the growth).
+    reservation: Reservation,
 }
 
 /// A key as error texts show it: quoted, cut to 64 bytes.
@@ -1054,6 +1091,7 @@ impl CallState {
             writes: BTreeMap::new(),
             keys_delta: 0,
             bytes_delta: 0,
+            reservation: Reservation::default(),
         }
     }
 
@@ -1063,6 +1101,7 @@ impl CallState {
         self.writes.clear();
         self.keys_delta = 0;
         self.bytes_delta = 0;
+        self.reservation = Reservation::default();
     }
 
     /// The call ended: its writes, to apply when the message succeeds.
@@ -1076,6 +1115,7 @@ impl CallState {
         Writes {
             changes: std::mem::take(&mut self.writes),
             now_ms,
+            reservation: std::mem::take(&mut self.reservation),
         }
     }
 
@@ -1168,29 +1208,24 @@ impl CallState {
     fn write(&mut self, key: String, new: Option<Stored>) -> Result<(), StateFailure> {
         let handler = Arc::clone(&self.handler);
         let limits = handler.limits;
-        let (keys, bytes, old) = {
-            let inner = lock(&handler.inner);
-            let old = match self.writes.get(&key) {
-                Some(buffered) => Ok(buffered.clone()),
-                None => handler.lookup(&inner, &key),
-            };
-            (inner.keys, inner.bytes, old)
-        };
-        let old = match old {
-            Ok(old) => old,
-            Err(error) => {
-                return Err(StateFailure::Store(format!(
-                    "cannot read state key {}: {error:#}",
-                    shown(&key)
-                )));
-            }
+        // Checked and reserved under one lock: a call on another worker
+        // sees this one's growth before it is applied.
+        let mut inner = lock(&handler.inner);
+        let old = match self.writes.get(&key) {
+            Some(buffered) => buffered.clone(),
+            None => handler.lookup(&inner, &key).map_err(|error| {
+                StateFailure::Store(format!("cannot read state key {}: {error:#}", shown(&key)))
+            })?,
         };
         let (old_keys, old_bytes) = size_of(&key, old.as_ref());
         let (new_keys, new_bytes) = size_of(&key, new.as_ref());
         let keys_delta = self.keys_delta + new_keys as i64 - old_keys as i64;
         let bytes_delta = self.bytes_delta + new_bytes as i64 - old_bytes as i64;
-        let total_keys = (keys as i64 + keys_delta).max(0) as u64;
-        let total_bytes = (bytes as i64 + bytes_delta).max(0) as u64;
+        // The view, what other calls reserved, and this call's change.
+        let others_keys = inner.reserved_keys.saturating_sub(self.reservation.keys);
+        let others_bytes = inner.reserved_bytes.saturating_sub(self.reservation.bytes);
+        let total_keys = ((inner.keys + others_keys) as i64 + keys_delta).max(0) as u64;
+        let total_bytes = ((inner.bytes + others_bytes) as i64 + bytes_delta).max(0) as u64;
         if new_keys > old_keys && total_keys > limits.max_keys {
             return Err(StateFailure::Limit(format!(
                 "setting state key {} would make {total_keys} keys, over [handler.state] max_keys = {}",
@@ -1205,6 +1240,15 @@ impl CallState {
                 limits.max_total_mib
             )));
         }
+        let (keys, bytes) = (keys_delta.max(0) as u64, bytes_delta.max(0) as u64);
+        inner.reserved_keys = others_keys + keys;
+        inner.reserved_bytes = others_bytes + bytes;
+        self.reservation.keys = keys;
+        self.reservation.bytes = bytes;
+        if self.reservation.handler.is_none() {
+            self.reservation.handler = Some(Arc::clone(&handler));
+        }
+        drop(inner);
         self.keys_delta = keys_delta;
         self.bytes_delta = bytes_delta;
         self.writes.insert(key, new);

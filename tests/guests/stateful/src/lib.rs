@@ -6,6 +6,7 @@
 //! - `set K V` / `ttl K V MS`: store V under K (with a TTL) and drop;
 //! - `get K`: save the value of K, or `<none>`;
 //! - `del K`: delete K and drop;
+//! - `hold K MS`: set K to `x`, then sleep MS milliseconds, and drop;
 //! - `trap K`, `spin K`, `fail K`: set K to `x`, then panic, loop past the
 //!   time limit, or return a transient error;
 //! - `refused K`: set K to `x` and forward to a sink the handler may not
@@ -92,6 +93,10 @@ impl Guest for Stateful {
                 return Ok(save(state::get(key).unwrap_or_else(|| b"<none>".to_vec())));
             }
             ["del", key] => state::delete(key),
+            ["hold", key, _] => {
+                state::set(key, b"x", None);
+                std::thread::sleep(std::time::Duration::from_millis(number(2) as u64));
+            }
             ["trap", key] => {
                 state::set(key, b"x", None);
                 panic!("trapping after a state write");
