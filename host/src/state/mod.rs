@@ -960,13 +960,25 @@ impl HandlerState {
     pub fn apply(&self, topic: &str, partition: i32, offset: i64, mut writes: Writes) {
         let mut inner = lock(&self.inner);
         writes.reservation.release(&mut inner);
-        let tp: TopicPartition = (Arc::from(topic), partition);
         inner.latest_ms = Some(
             inner
                 .latest_ms
                 .map_or(writes.now_ms, |t| t.max(writes.now_ms)),
         );
-        inner.seen.insert(tp.clone());
+        // On the per-message path: the partition's key is found among the
+        // few seen (no allocation, no hashing) and made once.
+        let tp: TopicPartition = match inner
+            .seen
+            .iter()
+            .find(|(t, p)| *p == partition && **t == *topic)
+        {
+            Some(tp) => tp.clone(),
+            None => {
+                let tp: TopicPartition = (Arc::from(topic), partition);
+                inner.seen.insert(tp.clone());
+                tp
+            }
+        };
         if writes.changes.is_empty() {
             return;
         }
