@@ -13,28 +13,47 @@
 //! batch call in place of the single poll.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_void};
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-/// The callback run when the queue turns from empty to non-empty.
-type Nonempty = Box<Box<dyn Fn() + Send + Sync>>;
+/// A wake-up, run when a queue turns from empty to non-empty.
+type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// The wake-ups of open queue handles, by the id librdkafka is given as the
+/// callback's opaque value. Several handles of one partition's queue share
+/// librdkafka's one callback slot (a partition revoked and assigned again
+/// gets a new handle while its worker may still hold the old one), so a
+/// handle is never left a pointer into memory it frees: closing a handle
+/// forgets its id here and leaves the slot alone (clearing it would silence
+/// a newer handle's wake-up), and a callback whose id is gone does nothing.
+fn wakes() -> &'static Mutex<HashMap<u64, Wake>> {
+    static WAKES: OnceLock<Mutex<HashMap<u64, Wake>>> = OnceLock::new();
+    WAKES.get_or_init(Mutex::default)
+}
+
+fn lock_wakes() -> MutexGuard<'static, HashMap<u64, Wake>> {
+    wakes().lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// One partition's queue, split off the consumer's queue so that its
 /// messages arrive here and nowhere else.
 pub struct PartitionQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
-    nonempty: Option<Nonempty>,
+    /// The id of its wake-up in [`wakes`], once set.
+    wake: Option<u64>,
     /// The client the queue belongs to, kept alive as long as the queue.
     _client: Arc<dyn Send + Sync>,
 }
 
 // SAFETY: librdkafka queues are thread safe (every operation takes the
-// queue's lock); the callback box is only replaced through `&mut self`.
+// queue's lock); the rest is plain data.
 unsafe impl Send for PartitionQueue {}
 // SAFETY: as above; `poll` only reads through the queue's own lock.
 unsafe impl Sync for PartitionQueue {}
@@ -69,35 +88,41 @@ impl PartitionQueue {
         unsafe { rdsys::rd_kafka_queue_forward(queue.as_ptr(), ptr::null_mut()) };
         Some(PartitionQueue {
             queue,
-            nonempty: None,
+            wake: None,
             _client: Arc::clone(consumer) as Arc<dyn Send + Sync>,
         })
     }
 
     /// Run `wake` whenever the queue turns from empty to non-empty (on one
-    /// of librdkafka's threads: it must be quick and must not block).
+    /// of librdkafka's threads, with the queue locked: it must be quick and
+    /// must not call librdkafka).
     pub fn set_nonempty_callback<F>(&mut self, wake: F)
     where
         F: Fn() + Send + Sync + 'static,
     {
         unsafe extern "C" fn nonempty(_: *mut rdsys::rd_kafka_t, opaque: *mut c_void) {
-            let wake = opaque as *const Box<dyn Fn() + Send + Sync>;
-            // SAFETY: `opaque` is the box below, alive until the callback
-            // is replaced or disabled.
-            unsafe { (*wake)() };
+            // The opaque value is an id, not a pointer: nothing to free.
+            let id = opaque as usize as u64;
+            let wake = lock_wakes().get(&id).cloned();
+            if let Some(wake) = wake {
+                wake();
+            }
         }
-        let wake: Nonempty = Box::new(Box::new(wake));
-        // SAFETY: the box stays alive in `self.nonempty` until the next
-        // call replaces it (after librdkafka has the new one) or `drop`
-        // disables the callback.
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        lock_wakes().insert(id, Arc::new(wake));
+        // SAFETY: the queue is valid; the opaque value is an id that the
+        // callback only looks up.
         unsafe {
             rdsys::rd_kafka_queue_cb_event_enable(
                 self.queue.as_ptr(),
                 Some(nonempty),
-                &*wake as *const Box<dyn Fn() + Send + Sync> as *mut c_void,
+                id as usize as *mut c_void,
             );
         }
-        self.nonempty = Some(wake);
+        if let Some(old) = self.wake.replace(id) {
+            lock_wakes().remove(&old);
+        }
     }
 
     /// Move up to `batch`'s capacity of messages from the queue into
@@ -125,12 +150,13 @@ impl PartitionQueue {
 
 impl Drop for PartitionQueue {
     fn drop(&mut self) {
-        // SAFETY: the queue is valid until destroyed here; the callback is
-        // disabled before its box is freed with `self`.
-        unsafe {
-            rdsys::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, ptr::null_mut());
-            rdsys::rd_kafka_queue_destroy(self.queue.as_ptr());
+        // The callback slot is left as it is (see `wakes`): it may be a
+        // newer handle's by now.
+        if let Some(id) = self.wake.take() {
+            lock_wakes().remove(&id);
         }
+        // SAFETY: the queue handle is valid until destroyed here.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) };
     }
 }
 
@@ -316,5 +342,82 @@ fn bytes<'a>(data: *const c_void, len: usize) -> Option<&'a [u8]> {
         // SAFETY: librdkafka's (pointer, length) pairs of a message stay
         // valid while the message lives, which outlasts `'a`.
         Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    use super::*;
+
+    /// A partition revoked and assigned again gets a new queue handle while
+    /// the old one may still be open (its worker drops it at its next
+    /// batch): closing the old handle must not silence the new handle's
+    /// wake-up, or the partition is read only at the pool's sweeps.
+    #[test]
+    fn closing_an_older_handle_keeps_the_newer_handles_wake_up() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 1, 1).unwrap();
+        let servers = cluster.bootstrap_servers();
+        let consumer: Arc<BaseConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("group.id", "queue-test")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap(),
+        );
+        let (woken, wakes) = channel();
+        let mut old = PartitionQueue::split(&consumer, "t", 0).unwrap();
+        old.set_nonempty_callback(|| {});
+        let mut new = PartitionQueue::split(&consumer, "t", 0).unwrap();
+        new.set_nonempty_callback(move || {
+            let _ = woken.send(());
+        });
+        drop(old);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("t", 0, Offset::Beginning).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .create()
+            .unwrap();
+        producer
+            .send(BaseRecord::<(), _>::to("t").partition(0).payload("m"))
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        // The consumer's own events are served by polling it.
+        let mut woke = false;
+        for _ in 0..100 {
+            let _ = consumer.poll(Duration::from_millis(100));
+            if wakes.try_recv().is_ok() {
+                woke = true;
+                break;
+            }
+        }
+        assert!(woke, "the newer handle was never woken");
+        // The wake-up may come for an op before the message itself.
+        let mut batch = Batch::new(8);
+        let mut payloads = Vec::new();
+        for _ in 0..100 {
+            if new.poll(&mut batch) > 0 {
+                while let Some(message) = batch.next_message() {
+                    payloads.extend(message.payload().map(<[u8]>::to_vec));
+                }
+                batch.clear();
+            }
+            if !payloads.is_empty() {
+                break;
+            }
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        assert_eq!(payloads, [b"m".to_vec()]);
     }
 }
