@@ -788,9 +788,8 @@ struct PoolState {
 }
 
 impl PoolState {
-    /// Make every parked lane ready: the fallback for a wake-up that never
-    /// came (a queue's callback is cleared when an older handle of the same
-    /// partition is closed), and how parked revoked lanes are seen.
+    /// Make every parked lane ready: a fallback should a wake-up ever be
+    /// missed, and how parked revoked lanes are seen (and dropped).
     fn sweep(&mut self, now: Instant) {
         self.swept = Some(now);
         let parked: Vec<Owned> = self.parked.drain().map(|(_, owned)| owned).collect();
