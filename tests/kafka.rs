@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use alerthost_tests::{
-    Host, Kafka, Outgoing, Received, count_saved, example, random_group, random_topic,
+    Host, Kafka, Outgoing, Received, chattr, count_saved, example, random_group, random_topic,
     require_kafka, rfc3339_millis, saved_files, saved_offsets, start_alerthost, start_host,
     temp_files, toml_str, unique_name, write_config,
 };
@@ -333,12 +333,7 @@ fn failed_save_is_not_committed_and_is_delivered_again() {
 /// Make `dir` immutable (no entry can be added, even by root) or not again,
 /// with chattr(1).
 fn set_immutable(dir: &Path, on: bool) {
-    let status = std::process::Command::new("chattr")
-        .arg(if on { "+i" } else { "-i" })
-        .arg(dir)
-        .status()
-        .expect("cannot run chattr(1)");
-    assert!(status.success(), "chattr on {} failed", dir.display());
+    chattr(if on { "+i" } else { "-i" }, &[dir.to_path_buf()]);
 }
 
 /// A unified-schema JSON notice at (ra, dec).

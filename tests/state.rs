@@ -15,8 +15,8 @@ use alerthost::runtime::{
 };
 use alerthost::state::{HandlerState, StateLimits, StateStore};
 use alerthost_tests::{
-    Host, Kafka, Outgoing, alerthost_bin, example, random_group, random_topic, require_kafka,
-    saved_files, start_host, toml_str, with_custom_section, write_config,
+    Host, Kafka, Outgoing, alerthost_bin, chattr, example, random_group, random_topic,
+    require_kafka, saved_files, start_host, toml_str, with_custom_section, write_config,
 };
 
 fn repo() -> &'static Path {
@@ -762,15 +762,6 @@ impl Drop for Immutable {
     fn drop(&mut self) {
         chattr("-i", &self.0);
     }
-}
-
-fn chattr(flag: &str, paths: &[PathBuf]) {
-    let status = std::process::Command::new("chattr")
-        .arg(flag)
-        .args(paths)
-        .status()
-        .expect("cannot run chattr(1)");
-    assert!(status.success(), "chattr {flag} {paths:?} failed");
 }
 
 /// When the state store cannot persist the writes before a commit, the

@@ -555,6 +555,16 @@ fn is_temp_file(name: &str) -> bool {
     name.starts_with(".alerthost-") && name.ends_with(".tmp")
 }
 
+/// Run chattr(1) with `flag` (`+i`, `-i`) on `paths`; panics if it fails.
+pub fn chattr(flag: &str, paths: &[PathBuf]) {
+    let status = Command::new("chattr")
+        .arg(flag)
+        .args(paths)
+        .status()
+        .expect("cannot run chattr(1)");
+    assert!(status.success(), "chattr {flag} {paths:?} failed");
+}
+
 /// The file sink's temporary files (`.alerthost-*.tmp`) left under `dir`.
 pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
     files_under(dir)

@@ -950,11 +950,9 @@ impl Worker {
                 self.pool
                     .next(|| shutdown.stopping() || quit.load(Ordering::Relaxed))
             };
+            // `None` only once the host is stopping.
             let Some(owned) = next else {
-                if self.stopping() {
-                    break;
-                }
-                continue;
+                break;
             };
             let (next, drained) = self.serve(&owned);
             match next {

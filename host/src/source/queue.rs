@@ -8,9 +8,10 @@
 //! sixth of its time there. `rd_kafka_consume_batch_queue` takes up to a
 //! batch of messages in one call (two clock reads and one position update
 //! per batch), so the workers read their queues through it. This module is
-//! the only unsafe Kafka code of the host; everything it does is what
-//! rust-rdkafka's `split_partition_queue` and `PartitionQueue` do, with the
-//! batch call in place of the single poll.
+//! the only unsafe Kafka code of the host. It does what rust-rdkafka's
+//! `split_partition_queue` and `PartitionQueue` do, with two differences:
+//! the batch call in place of the single poll, and wake-ups registered by
+//! id so that closing a handle never silences a newer one (see `wakes`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
