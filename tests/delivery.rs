@@ -1082,6 +1082,8 @@ fn sigterm_with_the_sink_cluster_gone_exits_within_30s_without_committing_forwar
 /// is refused (UNKNOWN_MEMBER_ID, whatever is asked again; before the fix
 /// the host asked again at once, tens of thousands of times, until the
 /// deadline). The host must say what it did not commit and exit in time.
+/// Whether the broker applies a commit sent before the expiry is a race on
+/// its side, so either outcome is accepted, but nothing past what was saved.
 #[test]
 fn final_commit_refused_by_the_group_is_reported_not_retried_in_a_loop() {
     if alerthost_tests::kafka_bootstrap().is_none() {
@@ -1160,11 +1162,18 @@ fn final_commit_refused_by_the_group_is_reported_not_retried_in_a_loop() {
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     };
-    assert_eq!(
-        committed,
-        BTreeMap::from([(0, None), (1, None)]),
-        "nothing was committed by the expelled member"
-    );
+    // A commit the host sent before the group expelled it may still be
+    // applied at the thaw: the broker can read it from its socket before its
+    // session timer fires. Then it is the commit of every saved message, and
+    // never one past them.
+    for (partition, offset) in &committed {
+        assert!(
+            matches!(offset, None | Some(20)),
+            "partition {partition} committed at {offset:?}; nothing, or every saved message \
+             (20 per partition), may be committed:\n{stderr}"
+        );
+    }
+    assert_eq!(committed.len(), 2, "{committed:?}");
 }
 
 /// Audit finding #12: a lost assignment (the session timed out, so the

@@ -1179,7 +1179,8 @@ impl Source {
                 } else if refused {
                     "the group refused the commit"
                 } else {
-                    "the commit did not complete in time"
+                    "the commit did not complete in time; one already sent may still reach \
+                     the group, and then those messages are not handled again"
                 }
             );
         }
