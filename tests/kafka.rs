@@ -636,6 +636,42 @@ fn sigterm_commits_everything_handled_and_exits_0() {
     );
 }
 
+/// A handler slower than the network (here: a local queue held to one
+/// message) is not left idle while librdkafka waits out its default 1 s
+/// pause after each full queue (`fetch.queue.backoff.ms`). Every fetch here
+/// returns one message, which fills the queue; with the 1 s pause the 40
+/// messages take 40 s or more.
+#[test]
+fn a_full_partition_queue_pauses_fetching_only_briefly() {
+    let kafka = require_kafka!();
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    // One producer per message, so each is a record batch of its own, and a
+    // fetch returns exactly one.
+    let mut expected = BTreeMap::new();
+    for i in 0..40 {
+        expected.extend(produce_map(&kafka, &topic, &[Outgoing::new(0, payload(i))]));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let config = write_config(
+        dir.path(),
+        &save_all_config(
+            &kafka,
+            &[&topic],
+            None,
+            &saved,
+            r#"librdkafka = { "queued.min.messages" = "1", "fetch.message.max.bytes" = "1" }"#,
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_until("the 40 messages to be saved", SETTLE, || {
+        count_saved(&saved) == 40
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&saved, &topic, &expected);
+}
+
 #[test]
 fn two_hosts_in_one_group_split_partitions_and_handle_every_message() {
     let kafka = require_kafka!();

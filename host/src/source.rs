@@ -717,6 +717,9 @@ impl std::fmt::Debug for Source {
     }
 }
 
+/// The host's default for librdkafka's `fetch.queue.backoff.ms`.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 impl Source {
     /// Create the consumer, check the cluster answers, and subscribe (or, for
     /// a run with an end, assign every partition from its start offset).
@@ -729,6 +732,12 @@ impl Source {
         take: LaneTaker,
     ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
+        // Once a partition's local queue is full, librdkafka stops fetching
+        // it for `fetch.queue.backoff.ms`, 1 s by default. Handlers slower
+        // than the network empty the queue long before that, and then sit
+        // idle for the rest of the second, each time the queue fills. A
+        // short pause costs a timer check; settable in [source.librdkafka].
+        config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         for (key, value) in &options.kafka {
             config.set(key, value);
         }
