@@ -1597,26 +1597,69 @@ fn range_until_a_future_time_reads_partitions_added_during_the_run() {
 /// Issue 8 item 4, audit #11: what the host holds of messages read but not
 /// yet done is bounded in bytes by `runtime.max_inflight_mib`, not by a
 /// message count. Every handler call here sleeps for 30 s, so the host can
-/// only read ahead. The host's peak RSS on a topic of 160 MiB is compared
+/// only read ahead. The host's peak RSS on a topic of 158 MiB is compared
 /// with that of the same host on an empty topic: the difference stays within
 /// the bound plus librdkafka's own prefetch (`queued.max.messages.kbytes`,
-/// set to 2 MiB so the host's share is what is measured) plus room for
-/// allocator slack and the messages inside the guests.
+/// set to 2 MiB a partition so the host's share is what is measured) plus
+/// room for allocator slack and the messages inside the guests.
 #[test]
 fn bytes_in_flight_are_bounded_by_max_inflight_mib() {
-    const INFLIGHT_MIB: u64 = 8;
     const PREFETCH_KIB: u64 = 2048;
-    const SLACK_MIB: u64 = 32;
     let kafka = require_kafka!();
+    let extra_mib = read_ahead_mib(
+        &kafka,
+        2,
+        &format!("librdkafka = {{ \"queued.max.messages.kbytes\" = \"{PREFETCH_KIB}\" }}"),
+    );
+    let allowed = READ_AHEAD_INFLIGHT_MIB + 2 * ((PREFETCH_KIB >> 10) + 1) + READ_AHEAD_SLACK_MIB;
+    assert!(
+        extra_mib <= allowed,
+        "the host read {extra_mib} MiB ahead (allowed {allowed}); runtime.max_inflight_mib = \
+         {READ_AHEAD_INFLIGHT_MIB}"
+    );
+}
+
+/// The workers read each partition from a queue of its own, and librdkafka
+/// bounds what it prefetches per queue (`queued.max.messages.kbytes`): with
+/// librdkafka's default of 64 MiB, a host on many partitions would hold
+/// gigabytes read ahead of slow handlers. With the host's default (4 MiB a
+/// partition, plus at most one fetch of 1 MiB beyond it), 8 partitions of
+/// 20 MiB waiting behind sleeping handlers are not read into memory.
+#[test]
+fn read_ahead_on_many_partitions_is_bounded_by_default() {
+    const PARTITIONS: u64 = 8;
+    let kafka = require_kafka!();
+    let extra_mib = read_ahead_mib(&kafka, PARTITIONS as i32, "");
+    let prefetch_mib = alerthost::source::PREFETCH_KIB_PER_PARTITION
+        .parse::<u64>()
+        .unwrap()
+        >> 10;
+    let allowed = READ_AHEAD_INFLIGHT_MIB + PARTITIONS * (prefetch_mib + 1) + READ_AHEAD_SLACK_MIB;
+    assert!(
+        extra_mib <= allowed,
+        "the host read {extra_mib} MiB ahead on {PARTITIONS} partitions (allowed {allowed})"
+    );
+}
+
+/// `runtime.max_inflight_mib` of [`read_ahead_mib`]'s hosts.
+const READ_AHEAD_INFLIGHT_MIB: u64 = 8;
+/// Room for allocator slack and the messages inside the guests.
+const READ_AHEAD_SLACK_MIB: u64 = 32;
+
+/// How many MiB more the peak RSS of a host is on a topic of `partitions`
+/// partitions holding 158 MiB behind handlers that sleep 30 s a message
+/// than on an empty topic. `librdkafka` is the `[source]` line of extra
+/// librdkafka properties, if any.
+fn read_ahead_mib(kafka: &Kafka, partitions: i32, librdkafka: &str) -> u64 {
     let (busy, empty) = (random_topic(), random_topic());
-    kafka.create_topic(&busy, 2);
-    kafka.create_topic(&empty, 2);
+    kafka.create_topic(&busy, partitions);
+    kafka.create_topic(&empty, partitions);
     let mut value = b"sleep".to_vec();
     value.resize(900 << 10, b'.');
     // 180 messages, in batches so the test itself stays small.
-    for _ in 0..9 {
+    for batch in 0..9 {
         let batch: Vec<Outgoing> = (0..20)
-            .map(|i| Outgoing::new(i % 2, value.clone()))
+            .map(|i| Outgoing::new((batch * 20 + i) % partitions, value.clone()))
             .collect();
         kafka.produce(&busy, &batch);
     }
@@ -1626,15 +1669,8 @@ fn bytes_in_flight_are_bounded_by_max_inflight_mib() {
         write_config(
             &dir.path().join(&name),
             &format!(
-                "{}{}{}[runtime]\nmax_inflight_mib = {INFLIGHT_MIB}\n",
-                source(
-                    &kafka,
-                    &[topic],
-                    Some(&random_group()),
-                    &format!(
-                        "librdkafka = {{ \"queued.max.messages.kbytes\" = \"{PREFETCH_KIB}\" }}"
-                    )
-                ),
+                "{}{}{}[runtime]\nmax_inflight_mib = {READ_AHEAD_INFLIGHT_MIB}\n",
+                source(kafka, &[topic], Some(&random_group()), librdkafka),
                 file_sink("files", &dir.path().join(&name).join("files")),
                 handler(
                     "sleepy",
@@ -1670,16 +1706,13 @@ fn bytes_in_flight_are_bounded_by_max_inflight_mib() {
     }
     let (idle_kib, loaded_kib) = (idle.peak_rss_kib(), loaded.peak_rss_kib());
     let extra_mib = loaded_kib.saturating_sub(idle_kib) >> 10;
-    let allowed = INFLIGHT_MIB + (PREFETCH_KIB >> 10) + SLACK_MIB;
     eprintln!(
-        "peak RSS: idle {} MiB, with 158 MiB waiting {} MiB: {extra_mib} MiB more (allowed {allowed})",
+        "peak RSS on {partitions} partitions: idle {} MiB, with 158 MiB waiting {} MiB: \
+         {extra_mib} MiB more",
         idle_kib >> 10,
         loaded_kib >> 10
     );
-    assert!(
-        extra_mib <= allowed,
-        "the host read {extra_mib} MiB ahead; runtime.max_inflight_mib = {INFLIGHT_MIB}"
-    );
+    extra_mib
 }
 
 /// Audit #1: a guest that sleeps 30 s in a host call under `timeout_ms =
