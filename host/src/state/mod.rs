@@ -31,7 +31,9 @@
 //!   order.
 //! - **Revoked partitions**: batches still pending for a partition given up
 //!   (assignment lost, or drained too late) are withdrawn from the view:
-//!   their messages are handled again, here or on another host.
+//!   their messages are handled again, here or on another host. Batches a
+//!   persist under way is already writing stay: they reach the store with
+//!   the partition's watermark, so the view keeps agreeing with the store.
 //! - **TTL** by message time: a key set with a TTL expires at the message's
 //!   timestamp plus the TTL and reads as absent for a message at or after
 //!   that time; expired keys are removed from the store at a persist once a
@@ -221,6 +223,11 @@ struct Inner {
     applied: HashMap<TopicPartition, i64>,
     /// Partitions this handler has handled messages of.
     seen: HashSet<TopicPartition>,
+    /// Batches a persist under way has written into its transaction: a
+    /// partition given up meanwhile keeps them (they reach the store, with
+    /// the partition's watermark), so the view and its counters stay those
+    /// of the store.
+    persisting: HashSet<u64>,
     /// The latest message time handled: keys expired by then are swept.
     latest_ms: Option<i64>,
 }
@@ -518,13 +525,28 @@ impl StateStore {
             meta.insert("seq", self.shared.seq.load(Ordering::SeqCst))
                 .map_err(|e| err(&e))?;
         }
-        drop(guards);
-        for (changelog, handler, changes, marks) in appends {
-            changelog
-                .append(&changes, &marks)
-                .with_context(|| format!("handler `{handler}`"))?;
+        let mut guards = guards;
+        for (inner, persisted) in guards.iter_mut().zip(&done) {
+            inner.persisting.extend(&persisted.seqs);
         }
-        txn.commit().map_err(|e| err(&e))?;
+        drop(guards);
+        #[cfg(test)]
+        tests::between_choice_and_commit();
+        let written = appends
+            .into_iter()
+            .try_for_each(|(changelog, handler, changes, marks)| {
+                changelog
+                    .append(&changes, &marks)
+                    .with_context(|| format!("handler `{handler}`"))
+            })
+            .and_then(|()| txn.commit().map_err(|e| err(&e)));
+        if let Err(error) = written {
+            for (handler, persisted) in handlers.iter().zip(&done) {
+                let mut inner = lock(&handler.inner);
+                inner.persisting.retain(|seq| !persisted.seqs.contains(seq));
+            }
+            return Err(error);
+        }
 
         for (
             handler,
@@ -536,6 +558,7 @@ impl StateStore {
         ) in handlers.iter().zip(done)
         {
             let mut inner = lock(&handler.inner);
+            inner.persisting.retain(|seq| !seqs.contains(seq));
             for queue in inner.pending.values_mut() {
                 queue.retain(|b| !seqs.contains(&b.seq));
             }
@@ -1020,8 +1043,20 @@ impl HandlerState {
             let Some(batches) = inner.pending.remove(tp) else {
                 continue;
             };
-            tracing::info!(handler = %self.name, topic = %tp.0, partition = tp.1, batches = batches.len(), "state writes of messages not committed are withdrawn; the messages are handled again");
-            for batch in batches {
+            // What a persist under way is writing stays: it reaches the
+            // store with the partition's watermark, so those messages are
+            // not handled again here.
+            let (kept, withdrawn): (VecDeque<Batch>, VecDeque<Batch>) = batches
+                .into_iter()
+                .partition(|batch| inner.persisting.contains(&batch.seq));
+            if !kept.is_empty() {
+                inner.pending.insert(tp.clone(), kept);
+            }
+            if withdrawn.is_empty() {
+                continue;
+            }
+            tracing::info!(handler = %self.name, topic = %tp.0, partition = tp.1, batches = withdrawn.len(), "state writes of messages not committed are withdrawn; the messages are handled again");
+            for batch in withdrawn {
                 for change in batch.changes {
                     let key = change.key();
                     let before = self.lookup(&inner, key).ok().flatten();

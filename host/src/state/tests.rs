@@ -182,3 +182,49 @@ fn a_state_directory_that_cannot_be_made_is_named_with_the_setting() {
     assert!(err.contains(&wanted.display().to_string()), "{err}");
     assert!(err.contains("runtime.state_dir"), "{err}");
 }
+
+thread_local! {
+    /// What [`between_choice_and_commit`] runs on this thread, once.
+    static BETWEEN: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        std::cell::RefCell::new(None);
+}
+
+/// Called by a persist between choosing its batches (the view's locks let
+/// go) and committing them: runs what a test set for this thread.
+pub(super) fn between_choice_and_commit() {
+    if let Some(f) = BETWEEN.with(|between| between.borrow_mut().take()) {
+        f();
+    }
+}
+
+/// A partition given up while a persist is writing its batches (the window
+/// of a changelog append and an fsync, the view unlocked) keeps them: they
+/// reach the store with the watermark, so the view, its key and byte
+/// counters and the store agree, and the messages are not handled again
+/// here. Withdrawing them made the counters forget keys the store holds.
+#[test]
+fn a_partition_given_up_during_a_persist_keeps_the_counters_true() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = StateStore::open(dir.path()).unwrap();
+        let h = store.handler("h", StateLimits::default()).unwrap();
+        message(&h, 0, 0, |c| c.set("a".into(), b"123".to_vec(), None));
+        message(&h, 1, 0, |c| c.set("b".into(), b"45".to_vec(), None));
+        let given_up = Arc::clone(&h);
+        BETWEEN.with(|between| {
+            *between.borrow_mut() = Some(Box::new(move || given_up.discard(&[tp("t", 0)])));
+        });
+        // Offset 0 is being persisted when the partition is given up;
+        // offset 1 is not, and is withdrawn.
+        store.persist(&[(tp("t", 0), 1)], true).unwrap();
+        assert_eq!(read(&h, "a", 0).as_deref(), Some(&b"123"[..]));
+        assert_eq!(read(&h, "b", 0), None, "offset 1 was withdrawn");
+        assert!(h.already_applied("t", 0, 0));
+        assert!(!h.already_applied("t", 0, 1));
+        assert_eq!(h.usage(), (1, 4), "the counters hold what the store holds");
+    }
+    let store = StateStore::open(dir.path()).unwrap();
+    let h = store.handler("h", StateLimits::default()).unwrap();
+    assert_eq!(read(&h, "a", 0).as_deref(), Some(&b"123"[..]));
+    assert_eq!(h.usage(), (1, 4));
+}
