@@ -350,6 +350,14 @@ impl Changelog {
                 deadline,
             )?;
         }
+        // rust-rdkafka's `commit_transaction` first flushes with polls of
+        // 100 ms that run to their end even once the delivery reports are in
+        // (`BaseProducer::poll` returns only at its deadline), so every
+        // append took 100 ms. The reports are waited for here in steps of a
+        // millisecond; the flush then finds nothing in flight.
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(1));
+        }
         let committed = self.producer.commit_transaction(remaining(deadline));
         if let Some(failure) = self.producer.context().take_failure() {
             bail!("the broker did not take a record: {failure}");
@@ -435,26 +443,16 @@ impl Changelog {
         since: Option<&ChangelogPosition>,
         apply: &mut dyn FnMut(Restored),
     ) -> anyhow::Result<ChangelogPosition> {
-        let mut config = client_config(&self.connection);
-        config
-            // librdkafka wants a group even to assign; nothing joins it and
-            // nothing is committed to it.
-            .set(
-                "group.id",
-                format!("alerthost-changelog-restore-{}", host_id()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            // Only what whole appends wrote: an append cut short is never
-            // read.
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            // At the end the broker answers a fetch only after this long:
-            // a restore with little to read should not wait 500 ms for it.
-            .set("fetch.wait.max.ms", "20");
-        let consumer: BaseConsumer = config.create().context("cannot create a Kafka consumer")?;
-        let metadata = consumer
+        // The end of each partition as of now, appends under way included
+        // (a read_committed client is told only where they begin). This
+        // client also reads the metadata: the reading consumer, which
+        // belongs to a group and so takes 100 ms to close, is made only when
+        // there is something to read.
+        let ends_client: BaseConsumer = client_config(&self.connection)
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .context("cannot create a Kafka consumer")?;
+        let metadata = ends_client
             .fetch_metadata(Some(&self.topic), self.timeout)
             .context("cannot read the topic's metadata")?;
         let partitions: Vec<i32> = metadata
@@ -467,12 +465,6 @@ impl Changelog {
             bail!("the topic has no partitions (was it deleted?)");
         }
 
-        // The end of each partition as of now, appends under way included
-        // (a read_committed client is told only where they begin).
-        let ends_client: BaseConsumer = client_config(&self.connection)
-            .set("isolation.level", "read_uncommitted")
-            .create()
-            .context("cannot create a Kafka consumer")?;
         // Per partition: where reading starts and the end as of now.
         let mut position = ChangelogPosition::default();
         let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
@@ -503,6 +495,25 @@ impl Changelog {
         if ends.is_empty() {
             return Ok(position);
         }
+        let mut config = client_config(&self.connection);
+        config
+            // librdkafka wants a group even to assign; nothing joins it and
+            // nothing is committed to it.
+            .set(
+                "group.id",
+                format!("alerthost-changelog-restore-{}", host_id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            // Only what whole appends wrote: an append cut short is never
+            // read.
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            // At the end the broker answers a fetch only after this long:
+            // a restore with little to read should not wait 500 ms for it.
+            .set("fetch.wait.max.ms", "20");
+        let consumer: BaseConsumer = config.create().context("cannot create a Kafka consumer")?;
         consumer
             .assign(&assignment)
             .context("cannot assign the topic's partitions")?;
