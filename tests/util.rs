@@ -812,6 +812,12 @@ impl Kafka {
             }
             producer.poll(Duration::ZERO);
         }
+        // rust-rdkafka's `flush` polls in steps of 100 ms that run to their
+        // end; the delivery reports are waited for in steps of 1 ms first.
+        let deadline = Instant::now() + KAFKA_TIMEOUT;
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            producer.poll(Duration::from_millis(1));
+        }
         producer
             .flush(KAFKA_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot flush the messages to {topic}: {e}"));
