@@ -548,6 +548,17 @@ fn produce(kafka: &Kafka, topic: &str, events: &[String]) {
     kafka.produce(topic, &messages);
 }
 
+/// A one-partition topic, a temporary directory, and a copy of the
+/// `stateful` guest in it (so a test can replace it for a hot swap).
+fn stateful_setup(kafka: &Kafka) -> (String, tempfile::TempDir, PathBuf) {
+    let topic = random_topic();
+    kafka.create_topic(&topic, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("stateful.wasm");
+    std::fs::copy(guest("stateful"), &component).unwrap();
+    (topic, dir, component)
+}
+
 fn wait_saved(host: &mut Host, dir: &Path, count: usize) {
     host.wait_until("the saves", Duration::from_secs(60), || {
         saved(dir).len() >= count
@@ -557,11 +568,7 @@ fn wait_saved(host: &mut Host, dir: &Path, count: usize) {
 #[test]
 fn dedupe_counter_over_a_stream_gives_exactly_the_expected_outputs_and_failed_writes_vanish() {
     let kafka = require_kafka!();
-    let topic = random_topic();
-    kafka.create_topic(&topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("stateful.wasm");
-    std::fs::copy(guest("stateful"), &component).unwrap();
+    let (topic, dir, component) = stateful_setup(&kafka);
     // Among them, messages that write `count` and then fail: by a trap, and
     // by an output the host refuses (both skipped under `on_error`).
     let mut events = stream(300);
@@ -589,11 +596,7 @@ fn dedupe_counter_over_a_stream_gives_exactly_the_expected_outputs_and_failed_wr
 #[test]
 fn a_replay_below_the_persisted_watermark_is_skipped_so_outputs_and_state_stay() {
     let kafka = require_kafka!();
-    let topic = random_topic();
-    kafka.create_topic(&topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("stateful.wasm");
-    std::fs::copy(guest("stateful"), &component).unwrap();
+    let (topic, dir, component) = stateful_setup(&kafka);
     let events = stream(100);
     produce(&kafka, &topic, &events);
     let config = config(
@@ -624,11 +627,7 @@ fn a_replay_below_the_persisted_watermark_is_skipped_so_outputs_and_state_stay()
 #[test]
 fn kill_9_at_random_points_gives_the_outputs_and_state_of_an_uninterrupted_run() {
     let kafka = require_kafka!();
-    let topic = random_topic();
-    kafka.create_topic(&topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("stateful.wasm");
-    std::fs::copy(guest("stateful"), &component).unwrap();
+    let (topic, dir, component) = stateful_setup(&kafka);
     let events = stream(1200);
     let config = config(
         &kafka,
@@ -772,11 +771,7 @@ impl Drop for Immutable {
 #[test]
 fn a_state_persist_that_fails_halts_the_host_before_the_commit() {
     let kafka = require_kafka!();
-    let topic = random_topic();
-    kafka.create_topic(&topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("stateful.wasm");
-    std::fs::copy(guest("stateful"), &component).unwrap();
+    let (topic, dir, component) = stateful_setup(&kafka);
     let group = random_group();
     let config = config(&kafka, dir.path(), &component, &topic, &group, false);
     let events = stream(120);

@@ -432,7 +432,8 @@ impl StateStore {
         // keeps them), and the store's one writer (taken below, before the
         // locks are let go) keeps persists and restores in turn. Locks are
         // taken view first, then the writer, as in a restore.
-        let guards: Vec<MutexGuard<'_, Inner>> = handlers.iter().map(|h| lock(&h.inner)).collect();
+        let mut guards: Vec<MutexGuard<'_, Inner>> =
+            handlers.iter().map(|h| lock(&h.inner)).collect();
         let path = &self.shared.path;
         let err = |e: &dyn std::fmt::Display| store_error(path, e);
         let txn = self.shared.db.begin_write().map_err(|e| err(&e))?;
@@ -525,7 +526,6 @@ impl StateStore {
             meta.insert("seq", self.shared.seq.load(Ordering::SeqCst))
                 .map_err(|e| err(&e))?;
         }
-        let mut guards = guards;
         for (inner, persisted) in guards.iter_mut().zip(&done) {
             inner.persisting.extend(&persisted.seqs);
         }
