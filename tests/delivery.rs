@@ -1622,12 +1622,12 @@ fn bytes_in_flight_are_bounded_by_max_inflight_mib() {
 /// The workers read each partition from a queue of its own, and librdkafka
 /// bounds what it prefetches per queue (`queued.max.messages.kbytes`): with
 /// librdkafka's default of 64 MiB, a host on many partitions would hold
-/// gigabytes read ahead of slow handlers. With the host's default (4 MiB a
-/// partition, plus at most one fetch of 1 MiB beyond it), 8 partitions of
-/// 20 MiB waiting behind sleeping handlers are not read into memory.
+/// gigabytes read ahead of slow handlers. With the host's default (16 MiB a
+/// partition, plus at most one fetch of 1 MiB beyond it), 4 partitions of
+/// 40 MiB waiting behind sleeping handlers are not read into memory.
 #[test]
 fn read_ahead_on_many_partitions_is_bounded_by_default() {
-    const PARTITIONS: u64 = 8;
+    const PARTITIONS: u64 = 4;
     let kafka = require_kafka!();
     let extra_mib = read_ahead_mib(&kafka, PARTITIONS as i32, "");
     let prefetch_mib = alerthost::source::PREFETCH_KIB_PER_PARTITION

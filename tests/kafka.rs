@@ -79,7 +79,20 @@ fn spread(count: usize, partitions: i32, first: usize) -> Vec<Outgoing> {
 
 /// Produce `messages` and return what each (partition, offset) holds.
 fn produce_map(kafka: &Kafka, topic: &str, messages: &[Outgoing]) -> BTreeMap<(i32, i64), Vec<u8>> {
-    let offsets = kafka.produce(topic, messages);
+    offsets_map(messages, kafka.produce(topic, messages))
+}
+
+/// [`produce_map`], each message in a record batch of its own.
+fn produce_map_one_batch_each(
+    kafka: &Kafka,
+    topic: &str,
+    messages: &[Outgoing],
+) -> BTreeMap<(i32, i64), Vec<u8>> {
+    offsets_map(messages, kafka.produce_one_batch_each(topic, messages))
+}
+
+/// Each message by its (partition, offset).
+fn offsets_map(messages: &[Outgoing], offsets: Vec<i64>) -> BTreeMap<(i32, i64), Vec<u8>> {
     messages
         .iter()
         .zip(offsets)
@@ -646,12 +659,9 @@ fn a_full_partition_queue_pauses_fetching_only_briefly() {
     let kafka = require_kafka!();
     let topic = random_topic();
     kafka.create_topic(&topic, 1);
-    // One producer per message, so each is a record batch of its own, and a
-    // fetch returns exactly one.
-    let mut expected = BTreeMap::new();
-    for i in 0..40 {
-        expected.extend(produce_map(&kafka, &topic, &[Outgoing::new(0, payload(i))]));
-    }
+    // Each message a record batch of its own, so a fetch returns exactly one.
+    let messages: Vec<Outgoing> = (0..40).map(|i| Outgoing::new(0, payload(i))).collect();
+    let expected = produce_map_one_batch_each(&kafka, &topic, &messages);
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("saved");
     let config = write_config(
@@ -670,6 +680,41 @@ fn a_full_partition_queue_pauses_fetching_only_briefly() {
     });
     host.stop_cleanly();
     assert_saved_exactly(&saved, &topic, &expected);
+}
+
+/// A partition whose queue is full is left out of librdkafka's fetches until
+/// the fetch in flight returns, and the broker holds a fetch that asks only
+/// for partitions at their end (a quiet topic) for `fetch.wait.max.ms`
+/// (librdkafka's default: 500 ms). Here every fetch of the busy topic fills
+/// its queue (one message a fetch, `queued.min.messages` = 1), so each of its
+/// 60 messages waits out one such wait on the quiet topic: 30 s or more with
+/// librdkafka's default, about 6 s with the host's.
+#[test]
+fn a_busy_partition_is_not_held_up_by_a_quiet_topic() {
+    let kafka = require_kafka!();
+    let (busy, quiet) = (random_topic(), random_topic());
+    kafka.create_topic(&busy, 1);
+    kafka.create_topic(&quiet, 1);
+    let messages: Vec<Outgoing> = (0..60).map(|i| Outgoing::new(0, payload(i))).collect();
+    let expected = produce_map_one_batch_each(&kafka, &busy, &messages);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved");
+    let config = write_config(
+        dir.path(),
+        &save_all_config(
+            &kafka,
+            &[&busy, &quiet],
+            None,
+            &saved,
+            r#"librdkafka = { "queued.min.messages" = "1", "fetch.message.max.bytes" = "1" }"#,
+        ),
+    );
+    let mut host = start_host(&config, &[]);
+    host.wait_until("the 60 messages to be saved", SETTLE, || {
+        count_saved(&saved) == 60
+    });
+    host.stop_cleanly();
+    assert_saved_exactly(&saved, &busy, &expected);
 }
 
 #[test]

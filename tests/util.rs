@@ -767,6 +767,30 @@ impl Kafka {
     /// Produce `messages` (acks=all, in order per partition) and return the
     /// offset each one got, in the same order.
     pub fn produce(&self, topic: &str, messages: &[Outgoing]) -> Vec<i64> {
+        self.produce_batched(topic, messages, false)
+    }
+
+    /// [`produce`](Self::produce) with each message in a record batch of its
+    /// own (each is delivered before the next is sent), so that a fetch
+    /// limited to one byte returns exactly one message.
+    pub fn produce_one_batch_each(&self, topic: &str, messages: &[Outgoing]) -> Vec<i64> {
+        self.produce_batched(topic, messages, true)
+    }
+
+    fn produce_batched(
+        &self,
+        topic: &str,
+        messages: &[Outgoing],
+        one_batch_each: bool,
+    ) -> Vec<i64> {
+        // rust-rdkafka's `flush` polls in steps of 100 ms that run to their
+        // end; the delivery reports are waited for in steps of 1 ms first.
+        let delivered = |producer: &BaseProducer<Deliveries>| {
+            let deadline = Instant::now() + KAFKA_TIMEOUT;
+            while producer.in_flight_count() > 0 && Instant::now() < deadline {
+                producer.poll(Duration::from_millis(1));
+            }
+        };
         let producer: BaseProducer<Deliveries> = self
             .config()
             .set("acks", "all")
@@ -811,13 +835,11 @@ impl Kafka {
                 }
             }
             producer.poll(Duration::ZERO);
+            if one_batch_each {
+                delivered(&producer);
+            }
         }
-        // rust-rdkafka's `flush` polls in steps of 100 ms that run to their
-        // end; the delivery reports are waited for in steps of 1 ms first.
-        let deadline = Instant::now() + KAFKA_TIMEOUT;
-        while producer.in_flight_count() > 0 && Instant::now() < deadline {
-            producer.poll(Duration::from_millis(1));
-        }
+        delivered(&producer);
         producer
             .flush(KAFKA_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot flush the messages to {topic}: {e}"));

@@ -719,9 +719,13 @@ impl std::fmt::Debug for Source {
 
 /// The host's default for librdkafka's `queued.max.messages.kbytes`: what
 /// is prefetched of each partition, in KiB.
-pub const PREFETCH_KIB_PER_PARTITION: &str = "4096";
+pub const PREFETCH_KIB_PER_PARTITION: &str = "16384";
 /// The host's default for librdkafka's `fetch.queue.backoff.ms`.
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "2";
+/// The host's default for librdkafka's `fetch.wait.max.ms`: how long a
+/// fetch waits on the broker for messages when every partition it asks for
+/// is at its end.
+pub const FETCH_WAIT_MAX_MS: &str = "100";
 
 impl Source {
     /// Create the consumer, check the cluster answers, and subscribe (or, for
@@ -738,15 +742,20 @@ impl Source {
         // The workers read each partition from a queue of its own, and
         // librdkafka prefetches up to `queued.max.messages.kbytes` into each
         // (64 MiB by default): on many partitions, gigabytes read ahead of
-        // slow handlers. Once a queue is full, librdkafka stops fetching the
-        // partition for `fetch.queue.backoff.ms` (1 s by default): handlers
-        // slower than the network empty the queue long before that and then
-        // sit idle. A small queue refilled soon after keeps the workers fed
-        // (4 MiB every 2 ms is 2 GB/s a partition) at a timer check's cost.
-        // Both settable in [source.librdkafka].
+        // slow handlers. Once a queue is full, librdkafka leaves the
+        // partition out of its fetches for `fetch.queue.backoff.ms` (1 s by
+        // default), and then until the fetch in flight returns: only one is
+        // in flight per broker, and one that asks only for partitions at
+        // their end (a quiet topic) waits `fetch.wait.max.ms` (500 ms by
+        // default) for new messages. Handlers that empty the queue sooner
+        // sit idle meanwhile: one busy partition beside a quiet topic was
+        // read at a twentieth of its speed with 4 MiB and 500 ms. 16 MiB
+        // covers a 100 ms wait at 160 MB/s of handling. All three settable
+        // in [source.librdkafka].
         config
             .set("queued.max.messages.kbytes", PREFETCH_KIB_PER_PARTITION)
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+            .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS);
         for (key, value) in &options.kafka {
             config.set(key, value);
         }
