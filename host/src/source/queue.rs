@@ -204,6 +204,18 @@ impl Batch {
         }
         let message = *self.messages.get(self.next)?;
         self.next += 1;
+        if let Some(&ahead) = self.messages.get(self.next + 1) {
+            prefetch(ahead.cast(), size_of::<rdsys::rd_kafka_message_t>());
+        }
+        if let Some(&following) = self.messages.get(self.next) {
+            // SAFETY: a valid message owned by the batch (its struct was
+            // prefetched a message ago).
+            let following = unsafe { &*following };
+            // The start of the value, and the header block that follows it.
+            let value: *const u8 = following.payload.cast();
+            prefetch(value, following.len);
+            prefetch(value.wrapping_add(following.len), 1);
+        }
         // SAFETY: a valid message owned by the batch, destroyed only after
         // the borrow of `self` this view holds ends.
         Some(RawMessage {
@@ -227,6 +239,34 @@ impl Drop for Batch {
     fn drop(&mut self) {
         self.clear();
     }
+}
+
+/// Cache lines a prefetch asks for at most (1 KiB): the hardware prefetcher
+/// follows a longer copy on its own, and more hints cost more than they
+/// save for 5 KiB messages.
+const PREFETCH_LINES: usize = 16;
+
+/// Ask the CPU to load the `len` bytes at `data` into its caches, so that
+/// the next message is in cache by the time it is handled: the broker
+/// thread wrote it on another core, and its first touch otherwise stalls
+/// the worker (a sixth of a worker's time for 1 KiB messages). A hint
+/// only: no memory is read, so any address is allowed.
+fn prefetch(data: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        if data.is_null() {
+            return;
+        }
+        let lines = len.div_ceil(64).min(PREFETCH_LINES);
+        for line in 0..lines {
+            // SAFETY: a prefetch never faults, whatever the address
+            // (`wrapping_add` keeps the pointer arithmetic defined).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(data.wrapping_add(line * 64).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, len);
 }
 
 /// A message of a [`Batch`].
