@@ -298,10 +298,24 @@ pub fn save_config(
     component: &Path,
     params: &str,
 ) -> String {
+    save_config_topics(bootstrap, &[topic], group, out, handler, component, params)
+}
+
+/// [`save_config`] on several topics.
+pub fn save_config_topics(
+    bootstrap: &str,
+    topics: &[&str],
+    group: &str,
+    out: &Path,
+    handler: &str,
+    component: &Path,
+    params: &str,
+) -> String {
+    let topics = topics.iter().map(toml_str).collect::<Vec<_>>().join(", ");
     format!(
         r#"[source]
 bootstrap_servers = {bootstrap}
-topics = [{topic}]
+topics = [{topics}]
 group_id = {group}
 
 [sinks.out]
@@ -311,12 +325,11 @@ dir = {out}
 [[handler]]
 name = {handler}
 component = {component}
-topics = [{topic}]
+topics = [{topics}]
 save_to = "out"
 params = {{ {params} }}
 "#,
         bootstrap = toml_str(bootstrap),
-        topic = toml_str(topic),
         group = toml_str(group),
         out = toml_str(out.to_string_lossy()),
         handler = toml_str(handler),
@@ -375,6 +388,11 @@ impl Host {
             .next()
             .map(str::to_owned)
             .with_context(|| format!("no process below the wrapper {pid}"))
+    }
+
+    /// CPU time so far of alerthost's living threads, in seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(&self.alerthost_pid()?)
     }
 
     /// SIGTERM to alerthost (a wrapper then exits with it), wait for the
@@ -507,6 +525,28 @@ pub fn seconds(earlier: SystemTime, later: SystemTime) -> f64 {
         Ok(d) => d.as_secs_f64(),
         Err(e) => -e.duration().as_secs_f64(),
     }
+}
+
+/// CPU time so far of the living threads of process `pid` ("self" for this
+/// one), in seconds, from the kernel's per-thread scheduler statistics (in
+/// nanoseconds, unlike the clock ticks of `/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let tasks = Path::new("/proc").join(pid).join("task");
+    let mut nanos = 0u64;
+    for task in
+        std::fs::read_dir(&tasks).with_context(|| format!("cannot list {}", tasks.display()))?
+    {
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue;
+        };
+        nanos += stat
+            .split_whitespace()
+            .next()
+            .and_then(|run| run.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(nanos as f64 / 1e9)
 }
 
 /// Microseconds since the Unix epoch.
