@@ -134,6 +134,27 @@ pub fn connection_properties(source: &BTreeMap<String, String>) -> BTreeMap<Stri
         .collect()
 }
 
+/// The host's default for a sink producer's `linger.ms`: how long a record
+/// waits for others to share its request. Every ms of it is added to each
+/// forward's latency; under load, records batch anyway while earlier
+/// requests are in flight.
+pub const SINK_LINGER_MS: &str = "0";
+
+/// A sink producer's configuration: the host's defaults, then `properties`
+/// (which may change them), then the delivery guarantees, which they may
+/// not weaken.
+fn producer_config(properties: &BTreeMap<String, String>, queue_kib: u64) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("queue.buffering.max.kbytes", queue_kib.max(1).to_string())
+        .set("linger.ms", SINK_LINGER_MS);
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    config.set("acks", "all").set("enable.idempotence", "true");
+    config
+}
+
 impl KafkaSink {
     /// A producer for sink `name` writing to `topic` with `properties`.
     /// `queue_kib` bounds the producer's local queue unless the properties
@@ -146,17 +167,8 @@ impl KafkaSink {
         shutdown: Arc<Shutdown>,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
-        let mut config = ClientConfig::new();
-        config.set("queue.buffering.max.kbytes", queue_kib.max(1).to_string());
-        for (key, value) in properties {
-            config.set(key, value);
-        }
-        config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
         let name: Arc<str> = name.into();
-        let producer = config
+        let producer = producer_config(properties, queue_kib)
             .create_with_context(DeliveryContext {
                 sink: Arc::clone(&name),
                 metrics,
@@ -278,5 +290,35 @@ impl KafkaSink {
                 self.name
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(properties: &[(&str, &str)]) -> ClientConfig {
+        let properties = properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        producer_config(&properties, 1024)
+    }
+
+    #[test]
+    fn a_sink_s_own_linger_and_queue_bound_are_kept() {
+        let config = config_of(&[("linger.ms", "20"), ("queue.buffering.max.kbytes", "64")]);
+        assert_eq!(config.get("linger.ms"), Some("20"));
+        assert_eq!(config.get("queue.buffering.max.kbytes"), Some("64"));
+        let defaults = config_of(&[]);
+        assert_eq!(defaults.get("linger.ms"), Some(SINK_LINGER_MS));
+        assert_eq!(defaults.get("queue.buffering.max.kbytes"), Some("1024"));
+    }
+
+    #[test]
+    fn a_sink_cannot_weaken_the_delivery_guarantees() {
+        let config = config_of(&[("acks", "1"), ("enable.idempotence", "false")]);
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 }
