@@ -656,30 +656,7 @@ fn sigterm_commits_everything_handled_and_exits_0() {
 /// messages take 40 s or more.
 #[test]
 fn a_full_partition_queue_pauses_fetching_only_briefly() {
-    let kafka = require_kafka!();
-    let topic = random_topic();
-    kafka.create_topic(&topic, 1);
-    // Each message a record batch of its own, so a fetch returns exactly one.
-    let messages: Vec<Outgoing> = (0..40).map(|i| Outgoing::new(0, payload(i))).collect();
-    let expected = produce_map_one_batch_each(&kafka, &topic, &messages);
-    let dir = tempfile::tempdir().unwrap();
-    let saved = dir.path().join("saved");
-    let config = write_config(
-        dir.path(),
-        &save_all_config(
-            &kafka,
-            &[&topic],
-            None,
-            &saved,
-            r#"librdkafka = { "queued.min.messages" = "1", "fetch.message.max.bytes" = "1" }"#,
-        ),
-    );
-    let mut host = start_host(&config, &[]);
-    host.wait_until("the 40 messages to be saved", SETTLE, || {
-        count_saved(&saved) == 40
-    });
-    host.stop_cleanly();
-    assert_saved_exactly(&saved, &topic, &expected);
+    save_one_message_a_fetch(40, false);
 }
 
 /// A partition whose queue is full is left out of librdkafka's fetches until
@@ -691,11 +668,24 @@ fn a_full_partition_queue_pauses_fetching_only_briefly() {
 /// librdkafka's default, about 6 s with the host's.
 #[test]
 fn a_busy_partition_is_not_held_up_by_a_quiet_topic() {
+    save_one_message_a_fetch(60, true);
+}
+
+/// Produce `count` messages to one partition, each a record batch of its
+/// own, and have a host save them within [`SETTLE`] while every fetch
+/// returns one message and fills the partition's queue
+/// (`queued.min.messages` = 1); with `beside_quiet`, the host also reads a
+/// topic that stays empty.
+fn save_one_message_a_fetch(count: usize, beside_quiet: bool) {
     let kafka = require_kafka!();
     let (busy, quiet) = (random_topic(), random_topic());
     kafka.create_topic(&busy, 1);
-    kafka.create_topic(&quiet, 1);
-    let messages: Vec<Outgoing> = (0..60).map(|i| Outgoing::new(0, payload(i))).collect();
+    let mut topics = vec![busy.as_str()];
+    if beside_quiet {
+        kafka.create_topic(&quiet, 1);
+        topics.push(&quiet);
+    }
+    let messages: Vec<Outgoing> = (0..count).map(|i| Outgoing::new(0, payload(i))).collect();
     let expected = produce_map_one_batch_each(&kafka, &busy, &messages);
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("saved");
@@ -703,15 +693,15 @@ fn a_busy_partition_is_not_held_up_by_a_quiet_topic() {
         dir.path(),
         &save_all_config(
             &kafka,
-            &[&busy, &quiet],
+            &topics,
             None,
             &saved,
             r#"librdkafka = { "queued.min.messages" = "1", "fetch.message.max.bytes" = "1" }"#,
         ),
     );
     let mut host = start_host(&config, &[]);
-    host.wait_until("the 60 messages to be saved", SETTLE, || {
-        count_saved(&saved) == 60
+    host.wait_until(&format!("the {count} messages to be saved"), SETTLE, || {
+        count_saved(&saved) == count
     });
     host.stop_cleanly();
     assert_saved_exactly(&saved, &busy, &expected);

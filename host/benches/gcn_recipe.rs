@@ -143,7 +143,7 @@ fn run_alerthost(
         &config,
         support::save_config(
             &kafka.bootstrap,
-            topic,
+            &[topic],
             &group,
             &out,
             "gbm-subthreshold",

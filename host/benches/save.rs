@@ -133,7 +133,7 @@ fn save_all(
         &config,
         support::save_config(
             &kafka.bootstrap,
-            &topic,
+            &[&topic],
             &group,
             &out,
             "save-all",

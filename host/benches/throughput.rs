@@ -256,7 +256,7 @@ fn alerthost(
     let config = dir.join(format!("{}-{round}.toml", topics[0]));
     std::fs::write(
         &config,
-        support::save_config_topics(
+        support::save_config(
             &kafka.bootstrap,
             topics,
             &support::unique("alerthost"),

@@ -288,21 +288,8 @@ pub fn toml_str(text: impl AsRef<str>) -> String {
 
 /// The run every Kafka bench measures: `handler` (the component at
 /// `component`, with `params` as TOML inline-table entries, may be empty)
-/// reads `topic` in `group` and saves to one file sink at `out`.
+/// reads `topics` in `group` and saves to one file sink at `out`.
 pub fn save_config(
-    bootstrap: &str,
-    topic: &str,
-    group: &str,
-    out: &Path,
-    handler: &str,
-    component: &Path,
-    params: &str,
-) -> String {
-    save_config_topics(bootstrap, &[topic], group, out, handler, component, params)
-}
-
-/// [`save_config`] on several topics.
-pub fn save_config_topics(
     bootstrap: &str,
     topics: &[&str],
     group: &str,
