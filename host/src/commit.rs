@@ -57,6 +57,8 @@ struct Slot {
     pending: u32,
     /// Bytes it holds against the in-flight budget.
     bytes: u64,
+    /// A token of it failed or was abandoned: it never becomes done.
+    stuck: bool,
 }
 
 #[derive(Debug, Default)]
@@ -204,6 +206,7 @@ impl PartitionTrack {
             offset,
             pending: 1,
             bytes,
+            stuck: false,
         };
         match state.ring.back() {
             Some(last) if last.offset >= offset => {
@@ -249,6 +252,14 @@ impl PartitionTrack {
         }
     }
 
+    /// A token of the message at `offset` failed or was abandoned.
+    fn stick(&self, offset: i64) {
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(offset) {
+            state.ring[index].stuck = true;
+        }
+    }
+
     fn done(&self, offset: i64) {
         let mut state = self.lock();
         let Some(index) = state.index_of(offset) else {
@@ -279,6 +290,13 @@ impl PartitionTrack {
         self.lock().ring.len()
     }
 
+    /// Whether the position can move no further: every message is done, or
+    /// the first one not done never will be (a token of it failed or was
+    /// abandoned), so what comes after it cannot be committed either.
+    pub fn settled(&self) -> bool {
+        self.lock().ring.front().is_none_or(|slot| slot.stuck)
+    }
+
     /// The position, if it moved since it was last committed.
     pub fn uncommitted(&self) -> Option<i64> {
         let state = self.lock();
@@ -302,11 +320,11 @@ impl PartitionTrack {
         self.revoked.load(Ordering::Relaxed)
     }
 
-    /// Wait until every message read is done, `deadline` passes or `give_up`
-    /// says to stop waiting. Returns whether everything is done.
+    /// Wait until the track is [settled](Self::settled), `deadline` passes
+    /// or `give_up` says to stop waiting. Returns whether it is settled.
     pub fn drain(&self, deadline: Instant, give_up: impl Fn() -> bool) -> bool {
         loop {
-            if self.pending() == 0 {
+            if self.settled() {
                 return true;
             }
             if Instant::now() >= deadline || give_up() {
@@ -352,6 +370,7 @@ impl Ack {
     /// nothing at or after it is committed.
     pub fn fail(mut self, fatal: Fatal) {
         self.armed = false;
+        self.track.stick(self.offset);
         self.track.shutdown.fail(fatal);
     }
 
@@ -360,6 +379,7 @@ impl Ack {
     /// restart.
     pub fn abandon(mut self) {
         self.armed = false;
+        self.track.stick(self.offset);
     }
 }
 
@@ -431,6 +451,28 @@ mod tests {
         drop(second);
         assert_eq!(t.position(), Some(4));
         assert!(shutdown.failed() && shutdown.stopping());
+    }
+
+    #[test]
+    fn a_drain_waits_for_the_messages_before_a_failed_one_and_no_longer() {
+        let t = track(1);
+        let before = t.begin(4, 0).unwrap();
+        let forward = before.clone();
+        drop(before);
+        let failed = t.begin(5, 0).unwrap();
+        let after = t.begin(6, 0).unwrap();
+        failed.fail(Fatal::Source("x".into()));
+        assert!(!t.settled(), "the forward of 4 is still in flight");
+        let waiter = {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || t.drain(Instant::now() + Duration::from_secs(60), || false))
+        };
+        drop(forward);
+        assert!(waiter.join().unwrap(), "settled once 4 is done");
+        assert_eq!(t.position(), Some(5));
+        assert_eq!(t.pending(), 2, "5 never becomes done, 6 is still held");
+        drop(after);
+        assert!(t.settled());
     }
 
     #[test]

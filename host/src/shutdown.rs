@@ -82,6 +82,17 @@ impl Shutdown {
         self.fatal.get().is_some()
     }
 
+    /// Whether actions in flight are not worth waiting for: a sink, the
+    /// source or handler state failed, so they may never complete. A handler
+    /// halted under `stop` leaves the actions of the messages before its
+    /// failure to complete, so the final commit covers them.
+    pub fn in_flight_abandoned(&self) -> bool {
+        matches!(
+            self.fatal.get(),
+            Some(Fatal::Sink { .. } | Fatal::Source(_) | Fatal::State(_))
+        )
+    }
+
     /// Ask for a graceful stop.
     pub fn request_stop(&self) {
         let _ = self.began.set(Instant::now());
@@ -112,5 +123,25 @@ mod tests {
         shutdown.fail(Fatal::Source("second".into()));
         assert!(shutdown.stopping() && shutdown.deadline().is_some());
         assert_eq!(shutdown.fatal(), Some(&Fatal::Source("first".into())));
+    }
+
+    #[test]
+    fn a_halted_handler_leaves_actions_in_flight_to_complete_and_a_failed_sink_does_not() {
+        let halted = Shutdown::default();
+        halted.fail(Fatal::HandlerStopped {
+            handler: "h".into(),
+            version: "v".into(),
+            at: "t[0]@5".into(),
+            failure: "trap".into(),
+        });
+        assert!(!halted.in_flight_abandoned());
+        let sink = Shutdown::default();
+        sink.fail(Fatal::Sink {
+            sink: "out".into(),
+            at: "t[0]@5".into(),
+            reason: "broker gone".into(),
+        });
+        assert!(sink.in_flight_abandoned());
+        assert!(!Shutdown::default().in_flight_abandoned());
     }
 }

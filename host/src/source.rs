@@ -478,7 +478,7 @@ impl SourceContext {
             }
             let drained = tracks
                 .iter()
-                .all(|t| t.drain(deadline, || self.shutdown.failed()));
+                .all(|t| t.drain(deadline, || self.shutdown.in_flight_abandoned()));
             if !drained {
                 tracing::warn!(partitions = %describe(&tps), "giving up partitions with messages still in flight; they are not committed and will be handled again");
             }
@@ -1149,7 +1149,7 @@ impl Source {
             .deadline()
             .unwrap_or_else(|| Instant::now() + crate::shutdown::SHUTDOWN_BUDGET);
         let tracks = context.current_tracks();
-        let give_up = || self.shutdown.failed() || Instant::now() >= deadline;
+        let give_up = || self.shutdown.in_flight_abandoned() || Instant::now() >= deadline;
         let drained = tracks.iter().all(|t| t.drain(deadline, give_up));
         let mut committer = self.committer;
         let commits = context.commit || context.durability.is_some();
@@ -1205,9 +1205,11 @@ impl Source {
                     "messages were still in flight"
                 } else if refused {
                     "the group refused the commit"
-                } else {
+                } else if !committed {
                     "the commit did not complete in time; one already sent may still reach \
                      the group, and then those messages are not handled again"
+                } else {
+                    "the message there failed or was left unfinished"
                 }
             );
         }
