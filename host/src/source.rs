@@ -1149,8 +1149,9 @@ impl Source {
             .deadline()
             .unwrap_or_else(|| Instant::now() + crate::shutdown::SHUTDOWN_BUDGET);
         let tracks = context.current_tracks();
-        let give_up = || self.shutdown.in_flight_abandoned() || Instant::now() >= deadline;
-        let drained = tracks.iter().all(|t| t.drain(deadline, give_up));
+        let drained = tracks
+            .iter()
+            .all(|t| t.drain(deadline, || self.shutdown.in_flight_abandoned()));
         let mut committer = self.committer;
         let commits = context.commit || context.durability.is_some();
         let mut committed = !commits;
