@@ -4,7 +4,8 @@
 # Kafka client the tests use as a witness), strace (the tests check which
 # directories the host fsyncs), promtool (from `prometheus`, the witness that
 # /metrics is valid exposition format), systemd-analyze (checks
-# deploy/alerthost.service), and Rust's wasm32-wasip2 target.
+# deploy/alerthost.service), and the pinned Rust toolchain (rust-toolchain.toml)
+# with its wasm32-wasip2 target.
 # Idempotent and quick when everything is there.
 set -euo pipefail
 
@@ -32,6 +33,10 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#missing_tools[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing_tools[@]}" >/dev/null
   fi
 fi
+
+# The Rust toolchain of rust-toolchain.toml, with its components and the
+# wasm32-wasip2 target (quick when it is there already).
+rustup -q toolchain install
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 target" >&2

@@ -395,7 +395,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
 
 fn wasmtime_version() -> &'static str {
     // Kept in step with the pinned `wasmtime` dependency by a unit test.
-    "48.0.8"
+    "50.0.1"
 }
 
 #[cfg(test)]
