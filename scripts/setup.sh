@@ -34,11 +34,6 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#missing_tools[@]} -gt 0 ]; then
   fi
 fi
 
-# The Rust toolchain of rust-toolchain.toml, with its components and the
-# wasm32-wasip2 target (quick when it is there already).
+# The Rust toolchain of rust-toolchain.toml, with its components (rustfmt,
+# clippy) and the wasm32-wasip2 target (quick when it is there already).
 rustup -q toolchain install
-
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  echo "setup: adding the wasm32-wasip2 target" >&2
-  rustup target add wasm32-wasip2
-fi
